@@ -1,0 +1,103 @@
+"""The app factory every service builds its Litestar app with."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
+
+from flotilla_kit.db import Database
+from flotilla_kit.health import ReadinessCheck, operational_handlers
+from flotilla_kit.metrics import ServiceMetrics
+from flotilla_kit.middleware import RequestContextMiddleware
+from flotilla_kit.migrations import migrate
+from flotilla_kit.problems import exception_handlers
+from flotilla_kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# Something a service starts with the app and stops with it (a consumer, a relay, a client pool).
+Component = Callable[[Litestar], AbstractAsyncContextManager[Any]]
+
+
+def _provide_db(state: State) -> Database:
+    return state.db
+
+
+def _provide_settings(state: State) -> ServiceSettings:
+    return state.settings
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    version: str,
+    route_handlers: Sequence[ControllerRouterHandler],
+    migrations: str | None = None,
+    components: Sequence[Component] = (),
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    dependencies: Mapping[str, Provide] | None = None,
+) -> Litestar:
+    """Build a service's Litestar app with the runtime every service shares.
+
+    Start-up opens the database, applies ``migrations`` (a package of migration modules) when
+    ``settings.migrate_on_start``, then enters ``components`` in order; shutdown leaves them in
+    reverse order and closes the database. Handlers get ``db`` (Database) and ``settings`` injected.
+    """
+    metrics = ServiceMetrics(settings.service_name)
+    metrics.info.info({"version": version, "git_revision": settings.git_revision})
+    state = State(
+        {
+            "settings": settings,
+            "service_version": version,
+            "metrics": metrics,
+            "accepting": False,
+            "readiness_checks": {},
+        }
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        db = Database(
+            settings.resolved_database_url(), echo=settings.database_echo, pool_size=settings.database_pool_size
+        )
+        app.state.db = db
+        app.state.readiness_checks = {"database": db.ping, **(readiness_checks or {})}
+        try:
+            if migrations and settings.migrate_on_start:
+                await migrate(db, migrations)
+            async with AsyncExitStack() as stack:
+                for component in components:
+                    await stack.enter_async_context(component(app))
+                app.state.accepting = True
+                log.info("started", extra={"version": version, "database": db.describe()})
+                yield
+                app.state.accepting = False
+                log.info("stopping")
+        finally:
+            await db.dispose()
+
+    app = Litestar(
+        route_handlers=[*operational_handlers, *route_handlers],
+        lifespan=[lifespan],
+        state=state,
+        dependencies={
+            "db": Provide(_provide_db, sync_to_thread=False),
+            "settings": Provide(_provide_settings, sync_to_thread=False),
+            **(dependencies or {}),
+        },
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(title=settings.service_name, version=version),
+        logging_config=None,
+    )
+    # Outermost, so that even requests matching no route get ids, traces and metrics.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, metrics)
+    return app

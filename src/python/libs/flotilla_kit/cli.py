@@ -1,0 +1,136 @@
+"""The command line every service PEX exposes: ``serve``, ``migrate``, ``settings``, ``--help``.
+
+Heavy imports (the web framework, the server) happen inside the commands that need them, so that
+``--help`` and ``settings`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from flotilla_kit.settings import ServiceSettings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What the CLI needs to know about a service."""
+
+    name: str
+    version: str
+    settings_class: type[ServiceSettings]
+    create_app: Callable[[Any], Any]  # settings -> Litestar app
+    default_port: int
+    migrations: str | None = None  # package holding the service's migrations
+    description: str = ""
+
+
+def _parser(service: ServiceDefinition) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=service.name,
+        description=service.description or f"The {service.name} service.",
+        epilog="Settings come from environment variables (run the 'settings' command to see them).",
+    )
+    parser.add_argument("--version", action="version", version=f"{service.name} {service.version}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the HTTP service until SIGTERM/SIGINT")
+    serve.add_argument("--host", help="interface to listen on (overrides HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations on start")
+    migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate.add_argument("--status", action="store_true", help="list applied and pending migrations only")
+    commands.add_parser("settings", help="print the effective settings as JSON and exit")
+    return parser
+
+
+def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
+    args = _parser(service).parse_args(argv)
+    overrides: dict[str, str] = {}
+    if args.command == "serve":
+        if args.host:
+            overrides["HOST"] = args.host
+        if args.port is not None:
+            overrides["PORT"] = str(args.port)
+        if args.no_migrate:
+            overrides["MIGRATE_ON_START"] = "false"
+    try:
+        settings = load_settings(
+            service.settings_class,
+            {**os.environ, **overrides},
+            defaults={"service_name": service.name, "port": service.default_port},
+        )
+    except SettingsError as exc:
+        print(f"{service.name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from flotilla_kit.logs import configure_logging
+
+    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+    if args.command == "settings":
+        return _print_settings(settings)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(service, settings, status_only=args.status))
+    return _serve(service, settings)
+
+
+def _print_settings(settings: ServiceSettings) -> int:
+    from flotilla_kit.db import normalize_url
+
+    shown = msgspec.structs.asdict(settings)
+    if settings.database_url:
+        shown["database_url"] = normalize_url(settings.database_url).render_as_string(hide_password=True)
+    print(msgspec.json.format(msgspec.json.encode(shown)).decode())
+    return 0
+
+
+async def _migrate(service: ServiceDefinition, settings: ServiceSettings, *, status_only: bool) -> int:
+    from flotilla_kit.db import Database, DatabaseConfigError
+    from flotilla_kit.migrations import MigrationError, applied_versions, discover, migrate
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not service.migrations:
+        print(f"{service.name} has no migrations")
+        return 0
+    try:
+        db = Database(settings.resolved_database_url())
+    except DatabaseConfigError as exc:
+        print(f"{service.name}: DATABASE_URL: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if status_only:
+            done = await applied_versions(db)
+            for m in discover(service.migrations):
+                print(f"{'applied' if m.version in done else 'pending'}  {m.version:04d}_{m.name}")
+            return 0
+        applied = await migrate(db, service.migrations)
+        for m in applied:
+            print(f"applied  {m.version:04d}_{m.name}")
+        print(f"{len(applied)} migration(s) applied; database {db.describe()} is up to date")
+        return 0
+    except (MigrationError, SQLAlchemyError, OSError) as exc:
+        print(f"{service.name}: migration failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+
+
+def _serve(service: ServiceDefinition, settings: ServiceSettings) -> int:
+    from flotilla_kit.db import DatabaseConfigError, normalize_url
+    from flotilla_kit.server import serve
+
+    try:
+        normalize_url(settings.resolved_database_url())
+    except DatabaseConfigError as exc:
+        print(f"{service.name}: DATABASE_URL: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    serve(service.create_app(settings), settings)
+    return 0

@@ -1,0 +1,62 @@
+"""Per-request context (request id, W3C trace context) carried in contextvars.
+
+Logs read it to tag every line; clients (flotilla_http, the stream publisher) read it to forward
+the ids on outgoing calls and events.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from contextvars import ContextVar
+from typing import NamedTuple
+
+request_id_var: ContextVar[str | None] = ContextVar("flotilla_request_id", default=None)
+trace_var: ContextVar[TraceContext | None] = ContextVar("flotilla_trace", default=None)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+class TraceContext(NamedTuple):
+    """W3C trace context of the current span (https://www.w3.org/TR/trace-context/)."""
+
+    trace_id: str
+    span_id: str
+    flags: str = "01"
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+    def child(self) -> TraceContext:
+        """A new span in the same trace, for an outgoing call or a handled request."""
+        return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def accept_request_id(value: str | None) -> str:
+    """The caller's request id when it is a sane token, else a fresh one (ids end up in logs)."""
+    if value and _REQUEST_ID.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+def parse_traceparent(value: str | None) -> TraceContext | None:
+    """Parse a traceparent header; None when absent or invalid (the spec says: start a new trace)."""
+    if not value:
+        return None
+    match = _TRACEPARENT.fullmatch(value.strip().lower())
+    if not match:
+        return None
+    version, trace_id, span_id, flags = match.groups()
+    if version == "ff" or trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return TraceContext(trace_id, span_id, flags)
+
+
+def new_trace() -> TraceContext:
+    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))

@@ -1,0 +1,74 @@
+"""Outermost ASGI layer: request id, trace context and HTTP metrics for every request.
+
+It wraps Litestar's whole handler (not a route's), so requests that match no route (404, 405)
+get ids, traces and metrics too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from flotilla_kit.context import accept_request_id, new_trace, parse_traceparent, request_id_var, trace_var
+from flotilla_kit.metrics import ServiceMetrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+TRACEPARENT_HEADER = b"traceparent"
+_UNMATCHED_ROUTE = "<unmatched>"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming_request_id = incoming_traceparent = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                incoming_request_id = value.decode("latin-1")
+            elif name == TRACEPARENT_HEADER:
+                incoming_traceparent = value.decode("latin-1")
+        request_id = accept_request_id(incoming_request_id)
+        parent = parse_traceparent(incoming_traceparent)
+        trace = parent.child() if parent else new_trace()
+        request_id_token = request_id_var.set(request_id)
+        trace_token = trace_var.set(trace)
+        response_headers = [
+            (REQUEST_ID_HEADER, request_id.encode("latin-1")),
+            (TRACEPARENT_HEADER, trace.traceparent.encode("latin-1")),
+        ]
+        status = 500
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *response_headers]
+            await send(message)
+
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_context)
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.in_flight.dec()
+            route = _route_label(scope)
+            method = scope["method"]
+            metrics.requests.labels(method, route, str(status)).inc()
+            metrics.latency.labels(method, route).observe(elapsed)
+            request_id_var.reset(request_id_token)
+            trace_var.reset(trace_token)
+
+
+def _route_label(scope: Any) -> str:
+    # The template ("/products/{product_id:uuid}"), never the raw path: raw paths would give
+    # every id its own time series.
+    return scope.get("path_template") or _UNMATCHED_ROUTE

@@ -1,0 +1,103 @@
+"""Service settings read from environment variables into msgspec Structs.
+
+Each field of a settings Struct maps to the upper-case environment variable of the same name
+(``database_url`` <- ``DATABASE_URL``). Values are converted and checked against the field's type
+and constraints; every bad value is reported at once, each naming its variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal, TypeVar, get_args, get_origin
+
+import msgspec
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(ValueError):
+    """One or more environment variables hold unusable values; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Settings every service has. A service subclasses this to add its own fields."""
+
+    service_name: str = "service"
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    # Empty means the embedded default: sqlite+aiosqlite in .data/<service>.db.
+    database_url: str = ""
+    database_echo: bool = False
+    database_pool_size: PositiveInt = 10
+    # Apply pending migrations on `serve`; production may prefer running `migrate` as its own step.
+    migrate_on_start: bool = True
+    redis_url: str = ""
+    log_level: LogLevel = "INFO"
+    log_json: bool = True
+    max_request_body_bytes: PositiveInt = 1_048_576
+    shutdown_timeout_seconds: PositiveFloat = 15.0
+    git_revision: str = "unknown"
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///.data/{self.service_name}.db"
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(raw: str, annotation: object) -> object:
+    # msgspec's lax mode parses "8001" as int but knows only "true"/"false" for bools; accept the
+    # spellings people put in .env files too.
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise msgspec.ValidationError("Expected a boolean (true/false, 1/0, yes/no, on/off)")
+    if get_origin(annotation) is Literal and raw not in get_args(annotation):
+        allowed = ", ".join(map(str, get_args(annotation)))
+        raise msgspec.ValidationError(f"Expected one of: {allowed}")
+    return msgspec.convert(raw, annotation, strict=False)
+
+
+def load_settings(cls: type[S], environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, object] | None = None) -> S:
+    """Build ``cls`` from environment variables (``os.environ`` unless given).
+
+    ``defaults`` override the Struct's own defaults (a service sets its name and port this way).
+    Raises SettingsError naming every variable whose value is unusable.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = dict(defaults or {})
+    problems: list[str] = []
+    for field in msgspec.structs.fields(cls):
+        variable = field.encode_name.upper()
+        if variable not in environ:
+            continue
+        raw = environ[variable]
+        try:
+            values[field.name] = _coerce(raw, field.type)
+        except (msgspec.ValidationError, ValueError) as exc:
+            problems.append(f"{variable}={raw!r}: {_describe(exc)}")
+    if problems:
+        raise SettingsError(problems)
+    try:
+        return msgspec.convert(values, cls)
+    except msgspec.ValidationError as exc:  # a default that breaks a constraint
+        raise SettingsError([_describe(exc)]) from None
+
+
+def _describe(exc: Exception) -> str:
+    # msgspec appends " - at `$...`" locating the value; the variable name already locates it.
+    return str(exc).split(" - at `", 1)[0]

@@ -1,0 +1,1 @@
+"""Helpers for tests of flotilla services: real servers and processes on loopback, no fakes."""

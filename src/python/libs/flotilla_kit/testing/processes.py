@@ -1,0 +1,55 @@
+"""Run a service as a real process and wait until it is ready, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+
+
+class ServiceProcess:
+    def __init__(self, command: Sequence[str], *, port: int, env: Mapping[str, str] | None = None, cwd: str | None = None) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+        # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty service.
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            list(command), env={**os.environ, **(env or {})}, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> float:
+        """Poll ``path`` until it answers 200; return the seconds it took. Raises with the log on failure."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited with {self.process.returncode} before ready:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.base_url + path, timeout=1) as response:
+                    if response.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"service not ready after {timeout}s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the exit code (kill after ``timeout``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def output(self) -> str:
+        """Everything the process has printed so far."""
+        self._log.seek(0)
+        return self._log.read()

@@ -1,0 +1,151 @@
+import json
+
+import msgspec
+import pytest
+from litestar import get, post
+from litestar.params import JSONBody
+from litestar.testing import TestClient
+
+from flotilla_kit.app import create_service_app
+from flotilla_kit.problems import Conflict
+from flotilla_kit.settings import ServiceSettings
+
+
+class Order(msgspec.Struct):
+    sku: str
+    quantity: int
+
+
+@post("/orders")
+async def place(data: JSONBody[Order]) -> Order:
+    return data
+
+
+@get("/conflict")
+async def conflict() -> None:
+    raise Conflict("order o-1 was already placed")
+
+
+@get("/crash")
+async def crash() -> None:
+    raise RuntimeError("secret internal detail")
+
+
+async def _failing_check() -> None:
+    raise ConnectionError("redis at 127.0.0.1:1 refused")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return ServiceSettings(
+        service_name="demo", database_url=f"sqlite+aiosqlite:///{tmp_path}/demo.db", max_request_body_bytes=1000
+    )
+
+
+@pytest.fixture
+def client(settings):
+    app = create_service_app(settings, version="1.2.3", route_handlers=[place, conflict, crash])
+    with TestClient(app) as client:
+        yield client
+
+
+def _assert_problem(response, status, type_suffix):
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].endswith("/" + type_suffix)
+    assert body["title"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "checks": {"database": "ok"}}
+
+
+def test_readiness_fails_with_the_reason_when_a_check_fails(settings):
+    app = create_service_app(settings, version="1", route_handlers=[], readiness_checks={"redis": _failing_check})
+    with TestClient(app) as client:
+        body = _assert_problem(client.get("/readyz"), 503, "not-ready")
+    assert "redis: failed: ConnectionError: redis at 127.0.0.1:1 refused" in body["detail"]
+    assert {"check": "database", "result": "ok"} in body["errors"]
+
+
+def test_info_reports_versions(client):
+    info = client.get("/info").json()
+    assert info["service"] == "demo"
+    assert info["version"] == "1.2.3"
+    assert info["database"] == "sqlite"
+    assert info["libs"]["flotilla_kit"] == (__import__("flotilla_kit").__version__)
+    assert info["runtime"]["litestar"]
+
+
+def test_metrics_count_requests_by_route_template(client):
+    client.post("/orders", json={"sku": "A", "quantity": 1})
+    client.get("/no/such/route")
+    text = client.get("/metrics").text
+    assert 'http_requests_total{method="POST",route="/orders",status="201"} 1.0' in text
+    assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert 'service_info{git_revision="unknown",version="1.2.3"} 1.0' in text
+
+
+def test_a_request_id_is_echoed_or_made(client):
+    assert client.get("/healthz", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert len(client.get("/healthz").headers["x-request-id"]) == 32
+
+
+def test_trace_context_continues_the_callers_trace(client):
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    answered = client.get("/healthz", headers={"traceparent": parent}).headers["traceparent"]
+    version, trace_id, span_id, flags = answered.split("-")
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert span_id != "b7ad6b7169203331"
+
+
+def test_malformed_json_is_a_400_problem(client):
+    response = client.post("/orders", content=b'{"sku": "A", "quantity": ', headers={"content-type": "application/json"})
+    body = _assert_problem(response, 400, "malformed-body")
+    assert "could not be decoded" in body["detail"]
+
+
+def test_wrong_types_are_a_400_problem_naming_the_field(client):
+    body = _assert_problem(client.post("/orders", json={"sku": "A", "quantity": "many"}), 400, "validation-error")
+    assert "quantity" in json.dumps(body)
+
+
+def test_an_oversized_body_is_a_413_problem(client):
+    response = client.post("/orders", json={"sku": "A" * 2000, "quantity": 1})
+    _assert_problem(response, 413, "request-entity-too-large")
+
+
+def test_an_oversized_body_without_content_length_is_refused_too(client):
+    def chunks():
+        for _ in range(20):
+            yield b" " * 100
+
+    response = client.post("/orders", content=chunks(), headers={"content-type": "application/json"})
+    _assert_problem(response, 413, "request-entity-too-large")
+
+
+def test_unknown_routes_are_404_problems(client):
+    body = _assert_problem(client.get("/nowhere"), 404, "not-found")
+    assert body["instance"] == "/nowhere"
+
+
+def test_typed_errors_become_their_problem(client):
+    body = _assert_problem(client.get("/conflict"), 409, "conflict")
+    assert body["detail"] == "order o-1 was already placed"
+
+
+def test_unexpected_errors_are_500_problems_without_internals(client):
+    response = client.get("/crash")
+    body = _assert_problem(response, 500, "internal-error")
+    assert "secret" not in response.text
+    assert body["detail"] == "An unexpected error occurred."
+
+
+def test_a_wrong_method_is_a_405_problem(client):
+    _assert_problem(client.delete("/orders"), 405, "method-not-allowed")

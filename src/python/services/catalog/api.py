@@ -1,0 +1,177 @@
+"""Catalog HTTP API: thin controllers over domain rules and the products table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from litestar import Controller, Response, get, patch, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED
+from sqlalchemy.exc import IntegrityError
+
+from catalog import domain
+from catalog.models import Product as ProductRow
+from catalog.settings import CatalogSettings
+from flotilla_contracts.catalog import Money, Product, ProductCreate, ProductPage, ProductPatch
+from flotilla_kit.db import Database
+from flotilla_kit.identity import require_role
+from flotilla_kit.problems import BadRequest, Conflict, NotFound, Unprocessable
+
+_columns = ProductRow.__table__.c
+_select_products = sa.select(ProductRow.__table__)
+
+
+def _to_product(row: Any) -> Product:
+    return Product(
+        id=row.id,
+        sku=row.sku,
+        name=row.name,
+        description=row.description,
+        price=Money(row.price_amount, row.currency),
+        active=row.active,
+        version=row.version,
+        created_at=domain.as_utc(row.created_at),
+        updated_at=domain.as_utc(row.updated_at),
+    )
+
+
+async def _fetch(session: Any, where: Any) -> Product | None:
+    row = (await session.execute(_select_products.where(where))).first()
+    return _to_product(row) if row else None
+
+
+class ProductController(Controller):
+    path = "/products"
+    tags = ["products"]
+
+    @get("/{product_id:uuid}")
+    async def get_product(self, db: Database, product_id: uuid.UUID) -> Product:
+        async with db.reader() as session:
+            product = await _fetch(session, _columns.id == product_id)
+        if product is None:
+            raise NotFound(f"no product with id {product_id}")
+        return product
+
+    @get("/by-sku/{sku:str}")
+    async def get_product_by_sku(self, db: Database, sku: str) -> Product:
+        normalized = domain.normalize_sku(sku)
+        async with db.reader() as session:
+            product = await _fetch(session, _columns.sku == normalized)
+        if product is None:
+            raise NotFound(f"no product with SKU {normalized!r}")
+        return product
+
+    @get("/")
+    async def list_products(
+        self,
+        db: Database,
+        settings: CatalogSettings,
+        limit: Annotated[int, Parameter(ge=1, description="page size")] = 20,
+        cursor: Annotated[str | None, Parameter(max_length=200, description="next_cursor of the previous page")] = None,
+        q: Annotated[str | None, Parameter(min_length=1, max_length=100, description="text in SKU, name or description")] = None,
+        active: bool | None = None,
+        currency: Annotated[str | None, Parameter(pattern=r"^[A-Z]{3}$")] = None,
+        min_price: Annotated[int | None, Parameter(ge=0, description="minor units")] = None,
+        max_price: Annotated[int | None, Parameter(ge=0, description="minor units")] = None,
+    ) -> ProductPage:
+        """Products ordered by SKU, filtered; page through with `cursor`."""
+        if limit > settings.max_page_size:
+            raise BadRequest(f"limit {limit} is above the largest page size, {settings.max_page_size}")
+        try:
+            domain.check_price_range(min_price, max_price)
+            after_sku = domain.decode_cursor(cursor) if cursor else None
+        except domain.InvalidQuery as exc:
+            raise BadRequest(str(exc)) from None
+        query = _select_products.order_by(_columns.sku).limit(limit + 1)
+        if after_sku is not None:
+            query = query.where(_columns.sku > after_sku)
+        if q:
+            needle = q.lower()
+            query = query.where(
+                sa.or_(
+                    *(sa.func.lower(col).contains(needle, autoescape=True) for col in (_columns.sku, _columns.name, _columns.description))
+                )
+            )
+        if active is not None:
+            query = query.where(_columns.active == active)
+        if currency:
+            query = query.where(_columns.currency == currency)
+        if min_price is not None:
+            query = query.where(_columns.price_amount >= min_price)
+        if max_price is not None:
+            query = query.where(_columns.price_amount <= max_price)
+        async with db.reader() as session:
+            rows = (await session.execute(query)).all()
+        items = [_to_product(row) for row in rows[:limit]]
+        next_cursor = domain.encode_cursor(items[-1].sku) if len(rows) > limit else None
+        return ProductPage(items=items, next_cursor=next_cursor)
+
+    @post("/", guards=[require_role("admin")], status_code=HTTP_201_CREATED)
+    async def create_product(self, db: Database, data: ProductCreate) -> Response[Product]:
+        try:
+            name = domain.clean_name(data.name)
+            price = domain.check_price(data.price)
+        except domain.CatalogRuleError as exc:
+            raise Unprocessable(str(exc)) from None
+        sku = domain.normalize_sku(data.sku)
+        now = datetime.now(timezone.utc)
+        row = ProductRow(
+            id=uuid.uuid4(),
+            sku=sku,
+            name=name,
+            description=data.description,
+            price_amount=price.amount,
+            currency=price.currency,
+            active=data.active,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with db.transaction() as session:
+                session.add(row)
+        except IntegrityError:
+            raise Conflict(f"a product with SKU {sku!r} already exists") from None
+        product = _to_product(row)
+        return Response(product, status_code=HTTP_201_CREATED, headers={"Location": f"/products/{product.id}"})
+
+    @patch("/{product_id:uuid}", guards=[require_role("admin")])
+    async def update_product(self, db: Database, product_id: uuid.UUID, data: ProductPatch) -> Product:
+        try:
+            changes = domain.changes_from_patch(data)
+        except domain.CatalogRuleError as exc:
+            raise Unprocessable(str(exc)) from None
+        return await _update(db, product_id, changes)
+
+    @post("/{product_id:uuid}/deactivate", guards=[require_role("admin")], status_code=200)
+    async def deactivate_product(self, db: Database, product_id: uuid.UUID) -> Product:
+        """Hide a product from sale; idempotent (deactivating twice changes nothing the second time)."""
+        return await _update(db, product_id, {"active": False})
+
+
+async def _update(db: Database, product_id: uuid.UUID, changes: dict[str, object]) -> Product:
+    async with db.transaction() as session:
+        current = await _fetch(session, _columns.id == product_id)
+        if current is None:
+            raise NotFound(f"no product with id {product_id}")
+        if all(_current_value(current, column) == value for column, value in changes.items()):
+            return current  # nothing changes: no new version
+        await session.execute(
+            sa.update(ProductRow.__table__)
+            .where(_columns.id == product_id)
+            .values(**changes, version=_columns.version + 1, updated_at=datetime.now(timezone.utc))
+        )
+        updated = await _fetch(session, _columns.id == product_id)
+    assert updated is not None  # the row was read under the write lock a moment ago
+    return updated
+
+
+def _current_value(product: Product, column: str) -> object:
+    if column == "price_amount":
+        return product.price.amount
+    if column == "currency":
+        return product.price.currency
+    return getattr(product, column)

@@ -1,0 +1,1 @@
+"""Catalog schema migrations, applied in order by `catalog.pex migrate` (see flotilla_kit.migrations)."""
