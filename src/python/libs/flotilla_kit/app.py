@@ -71,11 +71,16 @@ def create_service_app(
         app.state.db = db
         app.state.readiness_checks = {"database": db.ping, **(readiness_checks or {})}
         try:
-            if migrations and settings.migrate_on_start:
-                await migrate(db, migrations)
             async with AsyncExitStack() as stack:
-                for component in components:
-                    await stack.enter_async_context(component(app))
+                try:
+                    if migrations and settings.migrate_on_start:
+                        await migrate(db, migrations)
+                    for component in components:
+                        await stack.enter_async_context(component(app))
+                except Exception as exc:
+                    # One clear line before the server's traceback: what failed, and where.
+                    log.error("start-up failed: %s: %s (database %s)", type(exc).__name__, exc, db.describe())
+                    raise
                 app.state.accepting = True
                 log.info("started", extra={"version": version, "database": db.describe()})
                 yield

@@ -132,5 +132,4 @@ def _serve(service: ServiceDefinition, settings: ServiceSettings) -> int:
     except DatabaseConfigError as exc:
         print(f"{service.name}: DATABASE_URL: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    serve(service.create_app(settings), settings)
-    return 0
+    return serve(service.create_app(settings), settings)

@@ -7,7 +7,7 @@ import platform
 from importlib import metadata, resources
 
 # Third-party distributions worth reporting when someone asks "what exactly is deployed?".
-_DISTRIBUTIONS = ("litestar", "msgspec", "sqlalchemy", "uvicorn", "redis")
+_DISTRIBUTIONS = ("litestar", "msgspec", "sqlalchemy", "granian", "redis")
 
 
 def read_version(package: str) -> str:

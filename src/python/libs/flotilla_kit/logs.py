@@ -14,7 +14,7 @@ from flotilla_kit.context import request_id_var, trace_var
 # Values msgspec cannot encode (an exception in `extra=`, say) are logged as their repr.
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 # LogRecord attributes that are not user `extra=` fields.
-# uvicorn's color_message duplicates msg with terminal escapes.
+# color_message (set by some servers) duplicates msg with terminal escapes.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
 
@@ -57,7 +57,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Servers log through these; route them through our handler instead of their own.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "granian", "litestar"):
+    for name in ("granian", "litestar"):
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()
         server_logger.propagate = True

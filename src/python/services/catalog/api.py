@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from litestar import Controller, Response, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy.exc import IntegrityError
 
@@ -48,7 +49,7 @@ class ProductController(Controller):
     tags = ["products"]
 
     @get("/{product_id:uuid}")
-    async def get_product(self, db: Database, product_id: uuid.UUID) -> Product:
+    async def get_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
         async with db.reader() as session:
             product = await _fetch(session, _columns.id == product_id)
         if product is None:
@@ -56,7 +57,7 @@ class ProductController(Controller):
         return product
 
     @get("/by-sku/{sku:str}")
-    async def get_product_by_sku(self, db: Database, sku: str) -> Product:
+    async def get_product_by_sku(self, db: NamedDependency[Database], sku: FromPath[str]) -> Product:
         normalized = domain.normalize_sku(sku)
         async with db.reader() as session:
             product = await _fetch(session, _columns.sku == normalized)
@@ -67,15 +68,15 @@ class ProductController(Controller):
     @get("/")
     async def list_products(
         self,
-        db: Database,
-        settings: CatalogSettings,
-        limit: Annotated[int, Parameter(ge=1, description="page size")] = 20,
-        cursor: Annotated[str | None, Parameter(max_length=200, description="next_cursor of the previous page")] = None,
-        q: Annotated[str | None, Parameter(min_length=1, max_length=100, description="text in SKU, name or description")] = None,
-        active: bool | None = None,
-        currency: Annotated[str | None, Parameter(pattern=r"^[A-Z]{3}$")] = None,
-        min_price: Annotated[int | None, Parameter(ge=0, description="minor units")] = None,
-        max_price: Annotated[int | None, Parameter(ge=0, description="minor units")] = None,
+        db: NamedDependency[Database],
+        settings: NamedDependency[CatalogSettings],
+        limit: Annotated[int, QueryParameter(ge=1, description="page size")] = 20,
+        cursor: Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=100, description="text in SKU, name or description")] = None,
+        active: Annotated[bool | None, QueryParameter()] = None,
+        currency: Annotated[str | None, QueryParameter(pattern=r"^[A-Z]{3}$")] = None,
+        min_price: Annotated[int | None, QueryParameter(ge=0, description="minor units")] = None,
+        max_price: Annotated[int | None, QueryParameter(ge=0, description="minor units")] = None,
     ) -> ProductPage:
         """Products ordered by SKU, filtered; page through with `cursor`."""
         if limit > settings.max_page_size:
@@ -110,7 +111,7 @@ class ProductController(Controller):
         return ProductPage(items=items, next_cursor=next_cursor)
 
     @post("/", guards=[require_role("admin")], status_code=HTTP_201_CREATED)
-    async def create_product(self, db: Database, data: ProductCreate) -> Response[Product]:
+    async def create_product(self, db: NamedDependency[Database], data: JSONBody[ProductCreate]) -> Response[Product]:
         try:
             name = domain.clean_name(data.name)
             price = domain.check_price(data.price)
@@ -139,7 +140,7 @@ class ProductController(Controller):
         return Response(product, status_code=HTTP_201_CREATED, headers={"Location": f"/products/{product.id}"})
 
     @patch("/{product_id:uuid}", guards=[require_role("admin")])
-    async def update_product(self, db: Database, product_id: uuid.UUID, data: ProductPatch) -> Product:
+    async def update_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID], data: JSONBody[ProductPatch]) -> Product:
         try:
             changes = domain.changes_from_patch(data)
         except domain.CatalogRuleError as exc:
@@ -147,7 +148,7 @@ class ProductController(Controller):
         return await _update(db, product_id, changes)
 
     @post("/{product_id:uuid}/deactivate", guards=[require_role("admin")], status_code=200)
-    async def deactivate_product(self, db: Database, product_id: uuid.UUID) -> Product:
+    async def deactivate_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
         """Hide a product from sale; idempotent (deactivating twice changes nothing the second time)."""
         return await _update(db, product_id, {"active": False})
 

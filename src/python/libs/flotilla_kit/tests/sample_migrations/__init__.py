@@ -1,0 +1,1 @@
+"""Migrations used by the migration runner's tests."""

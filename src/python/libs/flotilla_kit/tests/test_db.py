@@ -1,0 +1,126 @@
+"""The database layer on SQLite and on a real PostgreSQL server."""
+
+import asyncio
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from flotilla_kit.db import Database, DatabaseConfigError, normalize_url
+from flotilla_kit.migrations import MigrationError, applied_versions, discover, migrate, pending
+
+SAMPLE = "flotilla_kit.tests.sample_migrations"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/nested/dir/test.db"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex}")
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+@pytest.mark.parametrize(
+    "raw, driver",
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite"),
+        ("postgresql://u:p@h/db", "postgresql+asyncpg"),
+        ("postgres://u:p@h/db", "postgresql+asyncpg"),
+    ],
+)
+def test_plain_urls_get_the_async_driver(raw, driver):
+    assert normalize_url(raw).drivername == driver
+
+
+@pytest.mark.parametrize("raw", ["mysql://h/db", "not a url", "oracle+cx://h"])
+def test_unsupported_urls_are_refused_with_the_reason(raw):
+    with pytest.raises(DatabaseConfigError):
+        normalize_url(raw)
+
+
+def test_the_password_is_hidden_in_descriptions():
+    assert "secret" not in Database("postgresql://app:secret@db.internal/shop").describe()
+
+
+async def test_ping_answers(db):
+    await db.ping()
+
+
+async def test_a_transaction_commits_on_success_and_rolls_back_on_error(db):
+    await migrate(db, SAMPLE)
+    async with db.transaction() as session:
+        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, 'kept')"))
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (2, 'dropped')"))
+            raise RuntimeError("handler failed")
+    async with db.reader() as session:
+        assert (await session.execute(sa.text("SELECT id, body FROM notes"))).all() == [(1, "kept")]
+
+
+async def test_concurrent_writers_all_commit(db):
+    """Read-modify-write from many tasks at once: none fails with 'database is locked', none is lost."""
+    await migrate(db, SAMPLE)
+    async with db.transaction() as session:
+        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, '0')"))
+
+    async def increment() -> None:
+        async with db.transaction() as session:
+            current = int((await session.execute(sa.text("SELECT body FROM notes WHERE id = 1"))).scalar_one())
+            await asyncio.sleep(0)
+            await session.execute(sa.text("UPDATE notes SET body = :v WHERE id = 1"), {"v": str(current + 1)})
+
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL's READ COMMITTED does not serialize read-modify-write; SQLite's write lock does")
+    await asyncio.gather(*(increment() for _ in range(30)))
+    async with db.reader() as session:
+        assert (await session.execute(sa.text("SELECT body FROM notes WHERE id = 1"))).scalar_one() == "30"
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/wal.db")
+    try:
+        async with db.reader() as session:
+            assert (await session.execute(sa.text("PRAGMA journal_mode"))).scalar_one() == "wal"
+            assert (await session.execute(sa.text("PRAGMA foreign_keys"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+def test_migrations_are_discovered_in_version_order():
+    assert [(m.version, m.name) for m in discover(SAMPLE)] == [(1, "create_notes"), (2, "add_note_author")]
+
+
+async def test_migrations_apply_once_and_in_order(db):
+    assert [m.version for m in await pending(db, SAMPLE)] == [1, 2]
+    assert [m.version for m in await migrate(db, SAMPLE)] == [1, 2]
+    assert await migrate(db, SAMPLE) == []
+    assert await applied_versions(db) == {1, 2}
+    async with db.transaction() as session:
+        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, 'x')"))
+        assert (await session.execute(sa.text("SELECT author FROM notes"))).scalar_one() == "anonymous"
+
+
+async def test_concurrent_migrators_apply_each_migration_once(db):
+    results = await asyncio.gather(*(migrate(db, SAMPLE) for _ in range(4)))
+    assert sorted(m.version for applied in results for m in applied) == [1, 2]
+
+
+async def test_a_failing_migration_rolls_back_and_names_itself(db, monkeypatch):
+    await migrate(db, SAMPLE)
+    broken = discover(SAMPLE)
+
+    def boom(connection: sa.Connection) -> None:
+        connection.execute(sa.text("CREATE TABLE half_done (id INTEGER)"))
+        raise ValueError("bad data")
+
+    monkeypatch.setattr("flotilla_kit.migrations.discover", lambda _pkg: [*broken, broken[0]._replace(version=3, name="broken", upgrade=boom)])
+    with pytest.raises(MigrationError, match="0003_broken failed: bad data"):
+        await migrate(db, SAMPLE)
+    assert await applied_versions(db) == {1, 2}
+    async with db.reader() as session:
+        tables = await session.run_sync(lambda s: sa.inspect(s.connection()).get_table_names())
+    assert "half_done" not in tables
