@@ -93,9 +93,10 @@ def _print_settings(settings: ServiceSettings) -> int:
 
 
 async def _migrate(service: ServiceDefinition, settings: ServiceSettings, *, status_only: bool) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from flotilla_kit.db import Database, DatabaseConfigError
     from flotilla_kit.migrations import MigrationError, applied_versions, discover, migrate
-    from sqlalchemy.exc import SQLAlchemyError
 
     if not service.migrations:
         print(f"{service.name} has no migrations")

@@ -49,7 +49,7 @@ def healthz() -> Health:
 async def _run_check(check: ReadinessCheck) -> str:
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return f"timed out after {CHECK_TIMEOUT_SECONDS:g}s"
     except Exception as exc:  # any failure means "not ready", with the reason shown
         return f"failed: {type(exc).__name__}: {exc}"
@@ -61,13 +61,15 @@ async def readyz(request: Request[Any, Any, Any], state: State) -> Response[Any]
     """Ready to take traffic: started, not shutting down, and every dependency answers."""
     checks: dict[str, ReadinessCheck] = state.readiness_checks
     names = list(checks)
-    results = dict(zip(names, await asyncio.gather(*(_run_check(checks[n]) for n in names))))
+    results = dict(zip(names, await asyncio.gather(*(_run_check(checks[n]) for n in names)), strict=False))
     if not state.accepting:
         results["lifecycle"] = "shutting down"
     failed = {name: result for name, result in results.items() if result != "ok"}
     if failed:
         log.warning("not ready", extra={"checks": failed})
-        problem = problem_response(request, 503, type_name="not-ready", detail="; ".join(f"{k}: {v}" for k, v in failed.items()))
+        problem = problem_response(
+            request, 503, type_name="not-ready", detail="; ".join(f"{k}: {v}" for k, v in failed.items())
+        )
         problem.content.errors = [{"check": k, "result": v} for k, v in results.items()]
         return problem
     return Response(Readiness("ready", results))

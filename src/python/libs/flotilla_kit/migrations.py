@@ -15,7 +15,7 @@ import pkgutil
 import re
 import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -99,7 +99,7 @@ async def migrate(db: Database, package: str) -> list[Migration]:
                 raise MigrationError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from exc
             await session.execute(
                 applied_table.insert().values(
-                    version=migration.version, name=migration.name, applied_at=datetime.now(timezone.utc)
+                    version=migration.version, name=migration.name, applied_at=datetime.now(UTC)
                 )
             )
         log.info("applied migration %04d_%s", migration.version, migration.name)

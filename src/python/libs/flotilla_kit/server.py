@@ -12,7 +12,6 @@ from typing import Any
 
 from flotilla_kit.settings import ServiceSettings
 
-
 # granian installs its own plain-text handlers; send its records to the root logger instead, which
 # the CLI has set up for JSON lines. Access logs stay off: the request metrics cover them.
 _ROUTE_GRANIAN_LOGS_TO_ROOT = {

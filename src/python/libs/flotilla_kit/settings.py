@@ -72,7 +72,9 @@ def _coerce(raw: str, annotation: object) -> object:
     return msgspec.convert(raw, annotation, strict=False)
 
 
-def load_settings(cls: type[S], environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, object] | None = None) -> S:
+def load_settings(
+    cls: type[S], environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, object] | None = None
+) -> S:
     """Build ``cls`` from environment variables (``os.environ`` unless given).
 
     ``defaults`` override the Struct's own defaults (a service sets its name and port this way).

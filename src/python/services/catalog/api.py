@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -71,8 +71,12 @@ class ProductController(Controller):
         db: NamedDependency[Database],
         settings: NamedDependency[CatalogSettings],
         limit: Annotated[int, QueryParameter(ge=1, description="page size")] = 20,
-        cursor: Annotated[str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")] = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=100, description="text in SKU, name or description")] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")
+        ] = None,
+        q: Annotated[
+            str | None, QueryParameter(min_length=1, max_length=100, description="text in SKU, name or description")
+        ] = None,
         active: Annotated[bool | None, QueryParameter()] = None,
         currency: Annotated[str | None, QueryParameter(pattern=r"^[A-Z]{3}$")] = None,
         min_price: Annotated[int | None, QueryParameter(ge=0, description="minor units")] = None,
@@ -93,7 +97,10 @@ class ProductController(Controller):
             needle = q.lower()
             query = query.where(
                 sa.or_(
-                    *(sa.func.lower(col).contains(needle, autoescape=True) for col in (_columns.sku, _columns.name, _columns.description))
+                    *(
+                        sa.func.lower(col).contains(needle, autoescape=True)
+                        for col in (_columns.sku, _columns.name, _columns.description)
+                    )
                 )
             )
         if active is not None:
@@ -118,7 +125,7 @@ class ProductController(Controller):
         except domain.CatalogRuleError as exc:
             raise Unprocessable(str(exc)) from None
         sku = domain.normalize_sku(data.sku)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         row = ProductRow(
             id=uuid.uuid4(),
             sku=sku,
@@ -140,7 +147,9 @@ class ProductController(Controller):
         return Response(product, status_code=HTTP_201_CREATED, headers={"Location": f"/products/{product.id}"})
 
     @patch("/{product_id:uuid}", guards=[require_role("admin")])
-    async def update_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID], data: JSONBody[ProductPatch]) -> Product:
+    async def update_product(
+        self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID], data: JSONBody[ProductPatch]
+    ) -> Product:
         try:
             changes = domain.changes_from_patch(data)
         except domain.CatalogRuleError as exc:
@@ -163,7 +172,7 @@ async def _update(db: Database, product_id: uuid.UUID, changes: dict[str, object
         await session.execute(
             sa.update(ProductRow.__table__)
             .where(_columns.id == product_id)
-            .values(**changes, version=_columns.version + 1, updated_at=datetime.now(timezone.utc))
+            .values(**changes, version=_columns.version + 1, updated_at=datetime.now(UTC))
         )
         updated = await _fetch(session, _columns.id == product_id)
     assert updated is not None  # the row was read under the write lock a moment ago

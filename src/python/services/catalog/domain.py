@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -82,4 +82,4 @@ def check_price_range(min_price: int | None, max_price: int | None) -> None:
 
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time the catalog stores is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

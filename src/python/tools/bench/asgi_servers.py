@@ -25,10 +25,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, get
@@ -372,7 +373,7 @@ def graceful_shutdown(spec: ServerSpec, log_dir: Path) -> ShutdownResult:
         try:
             status, body = http_get(srv.port, "/slow", timeout=10)
             result["r"] = f"{status} {body.decode()}"
-        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        except Exception as exc:  # - any failure is the finding
             result["r"] = f"FAILED: {type(exc).__name__}: {exc}"
 
     try:

@@ -52,7 +52,9 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """Create an empty database and return its URL (one per test keeps tests apart)."""
-        self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q", "-c", f'CREATE DATABASE "{name}"')
+        self._run(
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q", "-c", f'CREATE DATABASE "{name}"'
+        )
         return self.url_for(name)
 
     def stop(self) -> None:
@@ -64,7 +66,9 @@ class PostgresServer:
             [*self._as_user, str(self.bindir / tool), *args], capture_output=True, text=True, timeout=60
         )
         if check and result.returncode != 0:
-            raise PostgresUnavailable(f"{tool} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+            raise PostgresUnavailable(
+                f"{tool} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
 
@@ -85,7 +89,9 @@ def start_postgres() -> PostgresServer:
             f"-p {server.port} -k {directory} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-        server._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(directory / "server.log"), "-w", "-t", "60", "start")
+        server._run(
+            "pg_ctl", "-D", str(data), "-o", options, "-l", str(directory / "server.log"), "-w", "-t", "60", "start"
+        )
     except (PostgresUnavailable, subprocess.TimeoutExpired) as exc:
         log = directory / "server.log"
         tail = log.read_text()[-2000:] if log.exists() else ""

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 
 
 class ServiceProcess:
-    def __init__(self, command: Sequence[str], *, port: int, env: Mapping[str, str] | None = None, cwd: str | None = None) -> None:
+    def __init__(
+        self, command: Sequence[str], *, port: int, env: Mapping[str, str] | None = None, cwd: str | None = None
+    ) -> None:
         self.base_url = f"http://127.0.0.1:{port}"
         # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty service.
         self._log = tempfile.TemporaryFile(mode="w+")

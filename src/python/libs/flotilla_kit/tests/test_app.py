@@ -106,7 +106,9 @@ def test_trace_context_continues_the_callers_trace(client):
 
 
 def test_malformed_json_is_a_400_problem(client):
-    response = client.post("/orders", content=b'{"sku": "A", "quantity": ', headers={"content-type": "application/json"})
+    response = client.post(
+        "/orders", content=b'{"sku": "A", "quantity": ', headers={"content-type": "application/json"}
+    )
     body = _assert_problem(response, 400, "malformed-body")
     assert "could not be decoded" in body["detail"]
 

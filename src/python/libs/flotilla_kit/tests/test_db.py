@@ -117,7 +117,10 @@ async def test_a_failing_migration_rolls_back_and_names_itself(db, monkeypatch):
         connection.execute(sa.text("CREATE TABLE half_done (id INTEGER)"))
         raise ValueError("bad data")
 
-    monkeypatch.setattr("flotilla_kit.migrations.discover", lambda _pkg: [*broken, broken[0]._replace(version=3, name="broken", upgrade=boom)])
+    monkeypatch.setattr(
+        "flotilla_kit.migrations.discover",
+        lambda _pkg: [*broken, broken[0]._replace(version=3, name="broken", upgrade=boom)],
+    )
     with pytest.raises(MigrationError, match="0003_broken failed: bad data"):
         await migrate(db, SAMPLE)
     assert await applied_versions(db) == {1, 2}

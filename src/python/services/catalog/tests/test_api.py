@@ -91,7 +91,9 @@ def test_changes_need_an_admin(client, create):
 
 def test_a_patch_changes_only_the_given_fields_and_bumps_the_version(client, create):
     product = create("A", name="Old", amount=100)
-    response = client.patch(f"/products/{product['id']}", json={"price": {"amount": 120, "currency": "USD"}}, headers=ADMIN)
+    response = client.patch(
+        f"/products/{product['id']}", json={"price": {"amount": 120, "currency": "USD"}}, headers=ADMIN
+    )
     updated = response.json()
     assert updated["price"] == {"amount": 120, "currency": "USD"}
     assert updated["name"] == "Old"
@@ -169,7 +171,15 @@ def test_search_matches_name_sku_and_description_case_insensitively(client, crea
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 51}, {"limit": "ten"}, {"cursor": "%%%"}, {"min_price": 5, "max_price": 1}, {"currency": "eur"}, {"active": "perhaps"}],
+    [
+        {"limit": 0},
+        {"limit": 51},
+        {"limit": "ten"},
+        {"cursor": "%%%"},
+        {"min_price": 5, "max_price": 1},
+        {"currency": "eur"},
+        {"active": "perhaps"},
+    ],
 )
 def test_bad_query_parameters_are_400_problems(client, params):
     _problem(client.get("/products", params=params), 400)

@@ -25,7 +25,12 @@ def pex() -> Path:
 
 def _run(pex: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     return subprocess.run(
-        [sys.executable, str(pex), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=120
+        [sys.executable, str(pex), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=120,
     )
 
 
@@ -71,7 +76,12 @@ def test_the_pex_serves_the_api_on_its_embedded_defaults_and_stops_cleanly(pex, 
     try:
         service.wait_ready(timeout=90)
         admin = {"x-caller-id": "ops", "x-caller-roles": "admin"}
-        status, created = _http("POST", f"{service.base_url}/products", {"sku": "tea-1", "name": "Tea", "price": {"amount": 450, "currency": "EUR"}}, admin)
+        status, created = _http(
+            "POST",
+            f"{service.base_url}/products",
+            {"sku": "tea-1", "name": "Tea", "price": {"amount": 450, "currency": "EUR"}},
+            admin,
+        )
         assert status == 201, created
         assert _http("GET", f"{service.base_url}/products/{created['id']}") == (200, created)
         status, problem = _http("GET", f"{service.base_url}/products/by-sku/none")
