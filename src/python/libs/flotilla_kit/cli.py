@@ -22,6 +22,16 @@ EXIT_USAGE = 2
 
 
 @dataclass(frozen=True)
+class Command:
+    """An extra CLI command a library or service adds (e.g. flotilla_streams' ``dlq``)."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]  # adds the command's arguments
+    run: Callable[[argparse.Namespace, Any], int]  # (arguments, settings) -> exit code
+
+
+@dataclass(frozen=True)
 class ServiceDefinition:
     """What the CLI needs to know about a service."""
 
@@ -32,6 +42,7 @@ class ServiceDefinition:
     default_port: int
     migrations: str | None = None  # package holding the service's migrations
     description: str = ""
+    commands: Sequence[Command] = ()
 
 
 def _parser(service: ServiceDefinition) -> argparse.ArgumentParser:
@@ -49,6 +60,8 @@ def _parser(service: ServiceDefinition) -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
     migrate.add_argument("--status", action="store_true", help="list applied and pending migrations only")
     commands.add_parser("settings", help="print the effective settings as JSON and exit")
+    for extra in service.commands:
+        extra.configure(commands.add_parser(extra.name, help=extra.help))
     return parser
 
 
@@ -79,7 +92,10 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
         return _print_settings(settings)
     if args.command == "migrate":
         return asyncio.run(_migrate(service, settings, status_only=args.status))
-    return _serve(service, settings)
+    if args.command == "serve":
+        return _serve(service, settings)
+    extra = next(c for c in service.commands if c.name == args.command)
+    return extra.run(args, settings)
 
 
 def _print_settings(settings: ServiceSettings) -> int:

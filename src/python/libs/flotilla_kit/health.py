@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flotilla_kit.info import lib_versions, runtime_versions
 from flotilla_kit.problems import problem_response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
 

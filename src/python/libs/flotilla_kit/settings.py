@@ -8,6 +8,7 @@ and constraints; every bad value is reported at once, each naming its variable.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar, get_args, get_origin
 
@@ -40,11 +41,18 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     # Apply pending migrations on `serve`; production may prefer running `migrate` as its own step.
     migrate_on_start: bool = True
     redis_url: str = ""
+    # Names this process among its service's replicas (stream consumer name, registry entry).
+    # Empty means "<hostname>-<port>": stable across restarts, so a restarted consumer finds its
+    # own pending entries.
+    instance_id: str = ""
     log_level: LogLevel = "INFO"
     log_json: bool = True
     max_request_body_bytes: PositiveInt = 1_048_576
     shutdown_timeout_seconds: PositiveFloat = 15.0
     git_revision: str = "unknown"
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}-{self.port}"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///.data/{self.service_name}.db"

@@ -1,0 +1,151 @@
+"""Messaging as a component of a flotilla_kit service: Redis client, consumers, outbox relay,
+retention and stream metrics, started and stopped with the app.
+
+    app = create_service_app(settings, ..., components=[messaging(consumers=[...], outbox=outbox)])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar
+from redis.exceptions import RedisError
+
+from flotilla_kit.app import Component
+from flotilla_kit.settings import SettingsError
+from flotilla_streams.connection import create_redis
+from flotilla_streams.consumer import ConsumerOptions, Handlers, StreamConsumer
+from flotilla_streams.metrics import ConsumerMetrics
+from flotilla_streams.outbox import Outbox, OutboxMetrics, OutboxRelay
+from flotilla_streams.retention import RetentionPolicy, trim
+from flotilla_streams.stats import group_stats
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer group of this service: the streams it reads and its handlers."""
+
+    group: str
+    streams: Sequence[str]
+    handlers: Handlers[Any]
+    options: ConsumerOptions = field(default_factory=ConsumerOptions)
+    # With the inbox (the default) handlers run in a database transaction, effects exactly once.
+    use_inbox: bool = True
+
+
+def messaging(
+    *,
+    consumers: Sequence[ConsumerSpec] = (),
+    outbox: Outbox | None = None,
+    retention: Mapping[str, RetentionPolicy] | None = None,
+    retention_interval_seconds: float = 60.0,
+    stats_interval_seconds: float = STATS_INTERVAL_SECONDS,
+) -> Component:
+    """A component that runs this service's messaging; needs REDIS_URL."""
+
+    @contextlib.asynccontextmanager
+    async def component(app: Litestar) -> AsyncIterator[None]:
+        settings = app.state.settings
+        if not settings.redis_url:
+            raise SettingsError(["REDIS_URL: this service publishes or consumes events and needs Redis"])
+        client = create_redis(settings.redis_url)
+        app.state.redis = client
+        registry = app.state.metrics.registry
+        consumer_metrics = ConsumerMetrics(registry) if consumers else None
+        running: list[StreamConsumer] = [
+            StreamConsumer(
+                client,
+                group=spec.group,
+                consumer=settings.resolved_instance_id(),
+                streams=spec.streams,
+                handlers=spec.handlers,
+                db=app.state.db if spec.use_inbox else None,
+                outbox=outbox,
+                options=spec.options,
+                metrics=consumer_metrics,
+            )
+            for spec in consumers
+        ]
+        relay = OutboxRelay(app.state.db, client, outbox, metrics=OutboxMetrics(registry)) if outbox else None
+        checks = app.state.readiness_checks
+        checks["redis"] = client.ping
+        for consumer in running:
+            checks[f"consumer {consumer.group}"] = _consumer_check(consumer)
+        tasks = [asyncio.create_task(c.run(), name=f"consumer {c.group}") for c in running]
+        if relay:
+            tasks.append(asyncio.create_task(relay.run(), name="outbox relay"))
+        background = [
+            asyncio.create_task(_every(stats_interval_seconds, _update_stats, client, running, consumer_metrics)),
+        ]
+        if retention:
+            background.append(
+                asyncio.create_task(_every(retention_interval_seconds, _apply_retention, client, retention))
+            )
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            # Consumers finish the batch at hand; the relay flushes what is committed.
+            for consumer in running:
+                consumer.stop()
+            if relay:
+                relay.stop()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for task, result in zip(tasks, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    log.error("%s ended with an error: %s", task.get_name(), result, exc_info=result)
+            await client.aclose()
+
+    return component
+
+
+def _consumer_check(consumer: StreamConsumer) -> Any:
+    async def check() -> None:
+        if not consumer.ready.is_set():
+            raise RuntimeError("not started yet")
+        if consumer.last_error:
+            raise RuntimeError(consumer.last_error)
+
+    return check
+
+
+async def _every(seconds: float, job: Any, *args: Any) -> None:
+    while True:
+        try:
+            await job(*args)
+        except (RedisError, OSError) as exc:
+            log.warning("%s failed: %s", job.__name__, exc)
+        await asyncio.sleep(seconds)
+
+
+async def _update_stats(client: Any, consumers: Sequence[StreamConsumer], metrics: ConsumerMetrics | None) -> None:
+    if metrics is None:
+        return
+    for consumer in consumers:
+        for stream in consumer.streams:
+            stats = await group_stats(client, stream, consumer.group)
+            if stats is None:
+                continue
+            labels = (stream, consumer.group)
+            metrics.pending.labels(*labels).set(stats.pending)
+            metrics.oldest_pending_age.labels(*labels).set(stats.oldest_pending_idle_ms / 1000)
+            metrics.lag.labels(*labels).set(stats.lag)
+            metrics.length.labels(*labels).set(stats.length)
+            metrics.dlq_length.labels(*labels).set(stats.dlq_length)
+
+
+async def _apply_retention(client: Any, policies: Mapping[str, RetentionPolicy]) -> None:
+    for stream, policy in policies.items():
+        removed = await trim(client, stream, policy)
+        if removed:
+            log.info("trimmed %d entries", removed, extra={"stream": stream})

@@ -1,0 +1,29 @@
+"""Prometheus metrics of consumer groups and streams, in the service's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["stream", "group"]
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(f"flotilla_stream_{name}_total", doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(f"flotilla_stream_{name}", doc, labels, registry=registry)
+
+        self.delivered = counter("delivered", "Entries delivered to this consumer (new, retried or reclaimed).")
+        self.acked = counter("acked", "Entries acknowledged after handling (or skipping).")
+        self.retried = counter("retried", "Entries claimed again for another delivery after a failure.")
+        self.dead_lettered = counter("dead_lettered", "Entries moved to the dead-letter stream.")
+        self.duplicates = counter("duplicates", "Redelivered events skipped because the inbox had them.")
+        self.ignored = counter("ignored", "Entries of event types this group has no handler for.")
+        self.group_recreated = counter("group_recreated", "Times the group was missing (NOGROUP) and was recreated.")
+        self.pending = gauge("pending", "Entries delivered to the group and not yet acknowledged.")
+        self.oldest_pending_age = gauge("oldest_pending_age_seconds", "Idle time of the oldest pending entry.")
+        self.lag = gauge("lag", "Entries in the stream not yet delivered to the group.")
+        self.length = gauge("length", "Entries in the stream.")
+        self.dlq_length = gauge("dlq_length", "Entries in the stream's dead-letter stream.")

@@ -1,0 +1,214 @@
+"""Transactional outbox: events are written with the state change, then relayed to Redis.
+
+``Outbox.add`` writes the event row in the caller's transaction, so the event exists exactly when
+the change does. ``OutboxRelay`` forwards unsent rows in id order with pipelined XADD and marks them
+sent in the same database transaction; it wakes when a transaction that added events commits, and
+polls too (for rows added by other processes). When Redis is down it backs off and catches up
+later: an event is delayed, never lost. A crash between XADD and the commit re-sends a batch;
+consumers' inboxes make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as redis
+import sqlalchemy as sa
+from redis.exceptions import RedisError
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flotilla_contracts.events import Event
+from flotilla_kit.db import Database
+from flotilla_streams.envelope import Envelope, encode, wrap
+from flotilla_streams.publisher import publish_encoded
+from flotilla_streams.schema import outbox
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+_WAKE_HOOKED = "flotilla_outbox_wake_hooked"
+_RELAY_LOCK = 0x0F1077B0  # pg advisory lock key of the relay
+
+
+class Outbox:
+    """Adds events to the outbox table inside the caller's transaction."""
+
+    def __init__(self, *, source: str) -> None:
+        self.source = source
+        self._wake = asyncio.Event()
+
+    async def add(
+        self, session: AsyncSession, stream: str, event: Event, *, causation: Envelope | None = None
+    ) -> Envelope:
+        """Write ``event`` for ``stream`` in ``session``'s transaction; it is relayed after commit."""
+        return (await self.add_many(session, stream, [event], causation=causation))[0]
+
+    async def add_many(
+        self, session: AsyncSession, stream: str, events: Sequence[Event], *, causation: Envelope | None = None
+    ) -> list[Envelope]:
+        """Write several events in one statement, in order, in ``session``'s transaction."""
+        envelopes = [wrap(event, source=self.source, causation=causation) for event in events]
+        now = datetime.now(UTC)
+        await session.execute(
+            outbox.insert(),
+            [{"stream": stream, "event_id": e.id, "envelope": encode(e), "created_at": now} for e in envelopes],
+        )
+        if not session.info.get(_WAKE_HOOKED):
+            # Wake the relay when this transaction commits, not before: it would find nothing.
+            sa_event.listen(session.sync_session, "after_commit", lambda _s: self._wake.set())
+            session.info[_WAKE_HOOKED] = True
+        return envelopes
+
+
+class OutboxMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.relayed = Counter("flotilla_outbox_relayed_total", "Outbox events relayed to Redis.", registry=registry)
+        self.failures = Counter(
+            "flotilla_outbox_relay_failures_total", "Relay batches that failed (Redis or database).", registry=registry
+        )
+        self.backlog = Gauge(
+            "flotilla_outbox_backlog", "Unsent outbox events seen by the last relay pass.", registry=registry
+        )
+
+
+class OutboxRelay:
+    """Forwards outbox rows to Redis; run one per process (``run`` until ``stop``)."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: redis.Redis,
+        outbox_: Outbox,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        max_backoff: float = 5.0,
+        keep_sent_for: timedelta = timedelta(hours=1),
+        metrics: OutboxMetrics | None = None,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.outbox = outbox_
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.keep_sent_for = keep_sent_for
+        self.metrics = metrics
+        self._stopping = asyncio.Event()
+        self.healthy = True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.outbox._wake.set()
+
+    async def run(self) -> None:
+        """Relay until stopped; on stop, a last pass flushes what is committed by then."""
+        failures = 0
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            # Cleared before the pass: a commit during the pass sets it again and is not missed.
+            self.outbox._wake.clear()
+            try:
+                sent = await self.relay_once()
+                failures = 0
+                self.healthy = True
+                if loop.time() - last_purge > 60:
+                    await self.purge_sent()
+                    last_purge = loop.time()
+            except (RedisError, SQLAlchemyError, OSError) as exc:
+                failures += 1
+                self.healthy = False
+                if self.metrics:
+                    self.metrics.failures.inc()
+                delay = min(self.max_backoff, 0.1 * 2**failures) * random.uniform(0.5, 1.0)
+                log.warning("outbox relay failed, retrying in %.2fs: %s: %s", delay, type(exc).__name__, exc)
+                await self._sleep(delay)
+                continue
+            if sent < self.batch_size:
+                await self._wait_for_work()
+        try:
+            while await self.relay_once() == self.batch_size:
+                pass
+        except (RedisError, SQLAlchemyError, OSError) as exc:
+            log.warning("outbox not flushed on stop (events stay queued for the next start): %s", exc)
+
+    async def relay_once(self) -> int:
+        """Forward one batch; returns how many events were sent."""
+        if self.db.is_sqlite:
+            return await self._relay_sqlite()
+        return await self._relay_postgres()
+
+    async def _relay_postgres(self) -> int:
+        async with self.db.transaction() as session:
+            # One relay at a time per database keeps order per producer; others skip the pass.
+            if not await session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_RELAY_LOCK))):
+                return 0
+            rows = await self._unsent(session)
+            if rows:
+                await self._send(rows)
+                await self._mark_sent(session, rows)
+        return len(rows)
+
+    async def _relay_sqlite(self) -> int:
+        # Read, send, then mark in a short write transaction: holding SQLite's single write lock
+        # across the Redis round trip would stall every writer of the service. (A SQLite database
+        # has one relay: the one process that owns the file.)
+        async with self.db.reader() as session:
+            rows = await self._unsent(session)
+        if rows:
+            await self._send(rows)
+            async with self.db.transaction() as session:
+                await self._mark_sent(session, rows)
+        return len(rows)
+
+    async def _unsent(self, session: AsyncSession) -> Sequence[sa.Row[Any]]:
+        rows = (
+            await session.execute(
+                sa.select(outbox.c.id, outbox.c.stream, outbox.c.envelope)
+                .where(outbox.c.sent_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(self.batch_size)
+            )
+        ).all()
+        if self.metrics:
+            self.metrics.backlog.set(len(rows))
+        return rows
+
+    async def _send(self, rows: Sequence[sa.Row[Any]]) -> None:
+        # MULTI: consumers blocked on the stream wake once for the whole batch, not per entry.
+        await publish_encoded(self.client, [(row.stream, row.envelope) for row in rows], atomic=True)
+        if self.metrics:
+            self.metrics.relayed.inc(len(rows))
+
+    async def _mark_sent(self, session: AsyncSession, rows: Sequence[sa.Row[Any]]) -> None:
+        await session.execute(
+            outbox.update().where(outbox.c.id.in_([row.id for row in rows])).values(sent_at=datetime.now(UTC))
+        )
+
+    async def purge_sent(self) -> int:
+        """Delete rows sent longer ago than ``keep_sent_for`` (kept a while for inspection)."""
+        cutoff = datetime.now(UTC) - self.keep_sent_for
+        async with self.db.transaction() as session:
+            result = await session.execute(outbox.delete().where(outbox.c.sent_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _wait_for_work(self) -> None:
+        wake = self.outbox._wake
+        try:
+            await asyncio.wait_for(wake.wait(), self.poll_interval)
+        except TimeoutError:
+            pass
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass

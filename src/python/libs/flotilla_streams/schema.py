@@ -1,0 +1,41 @@
+"""The outbox and inbox tables, in every service database that publishes or consumes.
+
+A service creates them from one of its own migrations::
+
+    from flotilla_streams.schema import create_messaging_tables
+
+    def upgrade(connection):
+        create_messaging_tables(connection)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+outbox = sa.Table(
+    "flotilla_outbox",
+    metadata,
+    # Autoincrement order is publish order: the relay forwards by ascending id.
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(200), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("envelope", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_flotilla_outbox_unsent", "sent_at", "id"),
+)
+
+inbox = sa.Table(
+    "flotilla_inbox",
+    metadata,
+    sa.Column("consumer_group", sa.String(200), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def create_messaging_tables(connection: sa.Connection) -> None:
+    """Create the outbox and inbox tables (idempotent)."""
+    metadata.create_all(connection)

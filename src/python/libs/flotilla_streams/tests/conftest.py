@@ -1,0 +1,67 @@
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from flotilla_kit.db import Database
+from flotilla_kit.testing.postgres import start_postgres
+from flotilla_kit.testing.redis import start_redis
+from flotilla_streams.connection import create_redis
+from flotilla_streams.schema import create_messaging_tables
+
+effects = sa.Table(
+    "effects",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False),  # deliberately not unique: doubles must show
+    sa.Column("order_id", sa.String(64), nullable=False),
+)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = start_redis()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def client(redis_server):
+    client = create_redis(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+async def make_database(url: str) -> Database:
+    db = Database(url)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(create_messaging_tables)
+        await connection.run_sync(effects.metadata.create_all)
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request, tmp_path):
+    """A service database with the outbox and inbox tables, on SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/service.db"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"s_{uuid.uuid4().hex}")
+    database = await make_database(url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path):
+    database = await make_database(f"sqlite+aiosqlite:///{tmp_path}/service.db")
+    yield database
+    await database.dispose()

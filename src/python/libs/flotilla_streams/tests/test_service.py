@@ -1,0 +1,173 @@
+"""Messaging inside a flotilla_kit service: readiness, metrics, the outbox from a handler, the dlq CLI."""
+
+import argparse
+import asyncio
+import uuid
+
+import pytest
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.testing import TestClient
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.events import OrderPlaced, ProductCreated
+from flotilla_kit.app import create_service_app
+from flotilla_kit.db import Database
+from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.testing.waiting import eventually
+from flotilla_streams.cli import dlq_command
+from flotilla_streams.component import ConsumerSpec, messaging
+from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers
+from flotilla_streams.dlq import list_entries
+from flotilla_streams.envelope import ENVELOPE_FIELD, decode
+from flotilla_streams.outbox import Outbox
+from flotilla_streams.publisher import Publisher
+from flotilla_streams.schema import create_messaging_tables
+from flotilla_streams.tests.events import STREAM, order
+
+PRODUCTS = "catalog.events"
+
+
+def _app(tmp_path, redis_url: str):
+    outbox = Outbox(source="shop")
+    handlers: Handlers[OrderPlaced] = Handlers()
+
+    @handlers.on(OrderPlaced)
+    async def on_order(event: OrderPlaced, ctx: HandlerContext) -> None:
+        if event.customer_id == "poison":
+            raise ValueError("cannot serve this customer")
+        await ctx.publish(PRODUCTS, _product("FOLLOW-" + event.customer_id))
+
+    @post("/products")
+    async def create(db: NamedDependency[Database]) -> None:
+        async with db.transaction() as session:
+            await outbox.add(session, PRODUCTS, _product("API"))
+
+    async def migrate_tables(app) -> None:
+        async with app.state.db.engine.begin() as connection:
+            await connection.run_sync(create_messaging_tables)
+
+    settings = ServiceSettings(
+        service_name="shop", database_url=f"sqlite+aiosqlite:///{tmp_path}/shop.db", redis_url=redis_url
+    )
+    spec = ConsumerSpec(
+        group="shop",
+        streams=[STREAM],
+        handlers=handlers,
+        options=ConsumerOptions(block_ms=50, retry_backoff_ms=10, max_deliveries=2, maintenance_interval_ms=10),
+    )
+    return create_service_app(
+        settings,
+        version="1",
+        route_handlers=[create],
+        components=[_setup(migrate_tables), messaging(consumers=[spec], outbox=outbox, stats_interval_seconds=0.05)],
+    )
+
+
+def _setup(job):
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def component(app):
+        await job(app)
+        yield
+
+    return component
+
+
+def _product(sku: str) -> ProductCreated:
+    return ProductCreated(product_id=uuid.uuid4(), sku=sku, name="n", price=Money(1, "EUR"), active=True, version=1)
+
+
+async def test_a_service_consumes_publishes_through_its_outbox_and_reports_it(tmp_path, redis_server, client):
+    app = _app(tmp_path, redis_server.url)
+    with TestClient(app) as http:
+        await eventually(lambda: _ready(http), what="ready")
+        assert http.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok", "consumer shop": "ok"}
+        assert http.post("/products").status_code == 201
+        placed = await Publisher(client, source="orders").publish(STREAM, order(1))
+        await Publisher(client, source="orders").publish(STREAM, msgspec_replace_customer(order(2), "poison"))
+        await eventually(lambda: _length(client, PRODUCTS, 2), what="API event and follow-up relayed")
+        await eventually(lambda: _dlq(client, 1), what="poison dead-lettered")
+        events = [decode(fields[ENVELOPE_FIELD]) for _, fields in await client.xrange(PRODUCTS)]
+        follow_up = next(e for e in events if e.causation_id)
+        assert follow_up.causation_id == placed.id and follow_up.correlation_id == placed.correlation_id
+        dlq_gauge = 'flotilla_stream_dlq_length{group="shop",stream="orders.events"} 1.0'
+        await eventually(lambda: _has(http, dlq_gauge), what="stream gauges refreshed")
+        metrics = http.get("/metrics").text
+    assert 'flotilla_stream_acked_total{group="shop",stream="orders.events"}' in metrics
+    assert 'flotilla_stream_dead_lettered_total{group="shop",stream="orders.events"} 1.0' in metrics
+    assert "flotilla_outbox_relayed_total 2.0" in metrics
+
+
+def msgspec_replace_customer(event: OrderPlaced, customer: str) -> OrderPlaced:
+    import msgspec
+
+    return msgspec.structs.replace(event, customer_id=customer)
+
+
+async def _ready(http) -> bool:
+    return http.get("/readyz").status_code == 200
+
+
+async def _has(http, text) -> bool:
+    return text in http.get("/metrics").text
+
+
+async def _length(client, stream, n) -> bool:
+    return await client.xlen(stream) == n
+
+
+async def _dlq(client, n) -> bool:
+    return len(await list_entries(client, STREAM)) == n
+
+
+def test_readiness_fails_while_redis_is_unreachable(tmp_path):
+    app = _app(tmp_path, "redis://127.0.0.1:1/0")
+    with TestClient(app) as http:
+        problem = http.get("/readyz").json()
+    assert problem["status"] == 503
+    assert "redis: failed" in problem["detail"]
+
+
+def test_a_service_without_redis_url_does_not_start(tmp_path, caplog):
+    app = _app(tmp_path, "")
+    with pytest.raises(BaseException):  # noqa: B017 - the server's exception group; the log says why
+        with TestClient(app):
+            pass
+    assert "REDIS_URL: this service publishes or consumes events and needs Redis" in caplog.text
+
+
+async def test_the_dlq_command_lists_shows_and_replays(client, redis_server, capsys):
+    await client.xadd(STREAM, {b"junk": b"1"})
+    await client.xgroup_create(STREAM, "g", id="0")
+    await client.xreadgroup("g", "c", {STREAM: ">"})
+    from flotilla_streams.dlq import DeadLetter, dead_letter
+
+    entry_id = (await client.xrange(STREAM))[0][0]
+    await dead_letter(client, STREAM, "g", "c", [DeadLetter(entry_id, {b"junk": b"1"}, "undecodable: no envelope", 1)])
+    settings = ServiceSettings(redis_url=redis_url_of(redis_server))
+
+    def run(*argv: str) -> int:
+        parser = argparse.ArgumentParser()
+        dlq_command.configure(parser)
+        return await_in_thread(dlq_command.run, parser.parse_args(argv), settings)
+
+    assert await run("list", STREAM) == 0
+    dlq_id = (await list_entries(client, STREAM))[0].id
+    assert dlq_id in capsys.readouterr().out
+    assert await run("show", STREAM, dlq_id) == 0
+    assert "undecodable: no envelope" in capsys.readouterr().out
+    assert await run("show", STREAM, "1-1") == 1
+    assert await run("replay", STREAM, dlq_id, "9-9") == 1  # one replayed, one not found
+    assert await list_entries(client, STREAM) == []
+    assert await client.xlen(STREAM) == 2
+
+
+def redis_url_of(server) -> str:
+    return server.url
+
+
+def await_in_thread(fn, *args):
+    # The command runs its own event loop (asyncio.run), as it does in a PEX; keep it off ours.
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
