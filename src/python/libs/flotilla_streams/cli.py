@@ -16,7 +16,8 @@ from typing import Any
 from flotilla_kit.cli import Command
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
+def configure_dlq(parser: argparse.ArgumentParser) -> None:
+    """Add the dlq actions (list, show, replay) to ``parser``."""
     actions = parser.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list dead-lettered entries of a stream")
     listing.add_argument("stream", help="the original stream, e.g. orders.events")
@@ -30,11 +31,16 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--all", action="store_true", help="replay every entry of the stream's DLQ")
 
 
-def _run(args: argparse.Namespace, settings: Any) -> int:
+def run_dlq(args: argparse.Namespace, redis_url: str) -> int:
+    """Run the parsed dlq action against ``redis_url``; returns the exit code."""
+    return asyncio.run(_dispatch(args, redis_url))
+
+
+def _run_in_service(args: argparse.Namespace, settings: Any) -> int:
     if not settings.redis_url:
         print("dlq: REDIS_URL is not set", file=sys.stderr)
         return 2
-    return asyncio.run(_dispatch(args, settings.redis_url))
+    return run_dlq(args, settings.redis_url)
 
 
 async def _dispatch(args: argparse.Namespace, redis_url: str) -> int:
@@ -85,5 +91,5 @@ def _when(ms: int) -> str:
 
 
 dlq_command = Command(
-    name="dlq", help="list, show and replay dead-lettered stream entries", configure=_configure, run=_run
+    name="dlq", help="list, show and replay dead-lettered stream entries", configure=configure_dlq, run=_run_in_service
 )
