@@ -33,7 +33,7 @@ from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
-from fast_depends.msgspec import MsgSpecSerializer
+from fast_depends.msgspec import MsgSpecSerializer  # pants: no-infer-dep (comes with faststream)
 from faststream.redis import RedisBroker, StreamSub
 from redis.utils import HIREDIS_AVAILABLE
 

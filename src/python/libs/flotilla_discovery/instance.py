@@ -1,0 +1,20 @@
+"""One running instance of a service, as registered and as resolved."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Instance(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one instance of ``service`` answers; ``instance_id`` is unique within the service."""
+
+    service: str
+    instance_id: str
+    url: str  # base URL, e.g. "http://127.0.0.1:8001"
+    version: str = ""
+    started_at: float = 0.0  # unix seconds
+
+
+instance_encoder = msgspec.json.Encoder()
+# Unknown fields are ignored (msgspec's default), so an older reader survives a newer registrant.
+instance_decoder = msgspec.json.Decoder(Instance)

@@ -1,0 +1,27 @@
+"""Where a service's instances come from: the ``Resolver`` protocol and its implementations.
+
+- ``RedisResolver``: the Redis registry, cached and refreshed on change (the default in a fleet);
+- ``StaticResolver``: fixed URLs from settings or an environment string (local runs, tests);
+- ``DnsResolver``: DNS names, for Kubernetes Services.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flotilla_discovery.dns_resolver import DnsResolver
+from flotilla_discovery.instance import Instance
+from flotilla_discovery.redis_resolver import RedisResolver
+from flotilla_discovery.static_resolver import StaticResolver
+
+__all__ = ["DnsResolver", "RedisResolver", "Resolver", "StaticResolver"]
+
+
+class Resolver(Protocol):
+    async def instances(self, service: str) -> list[Instance]:
+        """The instances of ``service`` that are known to be live; [] if none.
+
+        May raise DiscoveryUnavailable (a NoInstances) when the source cannot be reached and
+        nothing is cached. The list is the caller's to keep or change.
+        """
+        ...
