@@ -6,7 +6,6 @@ field's name, never change a tag. A breaking change is a new event type (``...V2
 
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import ClassVar
 
@@ -22,12 +21,17 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     schema_version: ClassVar[int] = 1
 
 
-@functools.cache
+_tags: dict[type[Event], str] = {}
+
+
 def event_type(cls: type[Event]) -> str:
     """The tag of an event class, e.g. ``"orders.OrderPlaced"`` (cached: it is on every hot path)."""
-    tag = msgspec.inspect.type_info(cls).tag  # type: ignore[attr-defined]
-    if not isinstance(tag, str):
-        raise TypeError(f"{cls.__name__} has no string tag; declare it with tag='<service>.<Name>'")
+    tag = _tags.get(cls)
+    if tag is None:
+        found = msgspec.inspect.type_info(cls).tag  # type: ignore[attr-defined]
+        if not isinstance(found, str):
+            raise TypeError(f"{cls.__name__} has no string tag; declare it with tag='<service>.<Name>'")
+        tag = _tags[cls] = found
     return tag
 
 

@@ -61,7 +61,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
             route = _route_label(scope)
-            method = scope["method"]
+            method = scope["method"]  # type: ignore[typeddict-item]  # an http scope, checked above
             metrics.requests.labels(method, route, str(status)).inc()
             metrics.latency.labels(method, route).observe(elapsed)
             request_id_var.reset(request_id_token)

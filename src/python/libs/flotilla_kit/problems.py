@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from flotilla_kit.context import request_id_var
 
@@ -124,7 +125,7 @@ def _unexpected_handler(request: Request[Any, Any, Any], exc: Exception) -> Resp
     return problem_response(request, 500, type_name="internal-error", detail="An unexpected error occurred.")
 
 
-exception_handlers: dict[type[Exception], Any] = {
+exception_handlers: ExceptionHandlersMap = {
     Problem: _problem_handler,
     ValidationException: _validation_handler,
     HTTPException: _http_handler,

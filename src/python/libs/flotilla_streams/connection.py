@@ -19,8 +19,3 @@ def create_redis(url: str, *, max_connections: int = 50) -> redis.Redis:
         health_check_interval=30,
         decode_responses=False,
     )
-
-
-async def redis_version(client: redis.Redis) -> tuple[int, ...]:
-    info = await client.info("server")
-    return tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])

@@ -95,9 +95,10 @@ class ConsumerOptions:
 class _HandlerFailed(Exception):
     """A handler failed; the batch's transaction is rolled back."""
 
-    def __init__(self, item: _Decoded) -> None:
+    def __init__(self, item: _Decoded, error: Exception) -> None:
         super().__init__(item.entry_id)
         self.item = item
+        self.error = error
 
 
 @dataclass
@@ -354,8 +355,7 @@ class StreamConsumer:
             try:
                 return await self._run_batch(stream, remaining)
             except _HandlerFailed as failed:
-                assert failed.__cause__ is not None
-                self._record_failure(stream, failed.item, failed.__cause__)
+                self._record_failure(stream, failed.item, failed.error)
                 remaining = [item for item in remaining if item is not failed.item]
             except (SQLAlchemyError, OSError) as exc:
                 # The commit failed: nothing of the batch happened; every entry stays pending.
@@ -381,7 +381,7 @@ class StreamConsumer:
                 try:
                     await item.handler(item.event, context)
                 except Exception as exc:  # roll the batch back; the caller runs it again without this one
-                    raise _HandlerFailed(item) from exc
+                    raise _HandlerFailed(item, exc) from exc
         for entry_id in done:
             self._last_errors.pop(entry_id, None)
         return done

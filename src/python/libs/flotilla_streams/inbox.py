@@ -20,7 +20,7 @@ async def claim_many(session: AsyncSession, group: str, event_ids: list[str]) ->
     """Record many ids in one statement; returns those that were new (needs SQLite >= 3.35)."""
     if not event_ids:
         return set()
-    insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     now = datetime.now(UTC)
     statement = (
         insert(inbox)

@@ -169,7 +169,7 @@ class OutboxRelay:
                 await self._mark_sent(session, rows)
         return len(rows)
 
-    async def _unsent(self, session: AsyncSession) -> Sequence[sa.Row[Any]]:
+    async def _unsent(self, session: AsyncSession) -> Sequence[Any]:
         rows = (
             await session.execute(
                 sa.select(outbox.c.id, outbox.c.stream, outbox.c.envelope)
@@ -182,13 +182,13 @@ class OutboxRelay:
             self.metrics.backlog.set(len(rows))
         return rows
 
-    async def _send(self, rows: Sequence[sa.Row[Any]]) -> None:
+    async def _send(self, rows: Sequence[Any]) -> None:
         # MULTI: consumers blocked on the stream wake once for the whole batch, not per entry.
         await publish_encoded(self.client, [(row.stream, row.envelope) for row in rows], atomic=True)
         if self.metrics:
             self.metrics.relayed.inc(len(rows))
 
-    async def _mark_sent(self, session: AsyncSession, rows: Sequence[sa.Row[Any]]) -> None:
+    async def _mark_sent(self, session: AsyncSession, rows: Sequence[Any]) -> None:
         await session.execute(
             outbox.update().where(outbox.c.id.in_([row.id for row in rows])).values(sent_at=datetime.now(UTC))
         )

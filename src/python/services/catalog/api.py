@@ -170,7 +170,7 @@ async def _update(db: Database, product_id: uuid.UUID, changes: dict[str, object
         if all(_current_value(current, column) == value for column, value in changes.items()):
             return current  # nothing changes: no new version
         await session.execute(
-            sa.update(ProductRow.__table__)
+            sa.update(ProductRow)
             .where(_columns.id == product_id)
             .values(**changes, version=_columns.version + 1, updated_at=datetime.now(UTC))
         )

@@ -168,12 +168,14 @@ def serve_embedded(kind: str, port: int) -> None:
         uvicorn.Server(config).run()
         return
 
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
     from granian.server.embed import Server
 
     async def main() -> None:
         server = Server(
-            create_app(), address=HOST, port=port, interface="asgi", http="1", websockets=False,
-            log_access=False, log_level="warning",
+            create_app(), address=HOST, port=port, interface=Interfaces.ASGI, http=HTTPModes.http1, websockets=False,
+            log_access=False, log_level=LogLevels.warning,
         )  # fmt: skip
         # The embed server installs no signal handlers: the host owns them.
         loop = asyncio.get_running_loop()

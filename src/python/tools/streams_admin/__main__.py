@@ -17,7 +17,9 @@ from flotilla_streams.cli import configure_dlq, run_dlq
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streams-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="streams-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""), help="default: $REDIS_URL")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     configure_dlq(commands.add_parser("dlq", help="list, show and replay dead-lettered entries"))

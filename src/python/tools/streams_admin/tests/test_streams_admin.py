@@ -1,11 +1,11 @@
 import asyncio
 
 import pytest
+from streams_admin.__main__ import main
 
 from flotilla_kit.testing.redis import start_redis
 from flotilla_streams.connection import create_redis
 from flotilla_streams.dlq import DeadLetter, dead_letter
-from streams_admin.__main__ import main
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,13 @@ async def _seed(url: str) -> None:
     await client.xadd("orders.events", {b"junk": b"2"})
     await client.xgroup_create("orders.events", "inventory", id="0")
     await client.xreadgroup("inventory", "c1", {"orders.events": ">"}, count=1)
-    await dead_letter(client, "orders.events", "inventory", "c1", [DeadLetter(entry_id, {b"junk": b"1"}, "undecodable: no envelope", 1)])
+    await dead_letter(
+        client,
+        "orders.events",
+        "inventory",
+        "c1",
+        [DeadLetter(entry_id, {b"junk": b"1"}, "undecodable: no envelope", 1)],
+    )
     await client.aclose()
 
 
@@ -29,7 +35,11 @@ def test_stats_and_dlq_listing(redis_url, capsys):
     asyncio.run(_seed(redis_url))
     assert main(["--redis-url", redis_url, "stats", "orders.events", "inventory"]) == 0
     out = capsys.readouterr().out
-    assert "length                   2" in out and "lag                      1" in out and "dlq_length               1" in out
+    assert (
+        "length                   2" in out
+        and "lag                      1" in out
+        and "dlq_length               1" in out
+    )
     assert main(["--redis-url", redis_url, "dlq", "list", "orders.events"]) == 0
     assert "undecodable: no envelope" in capsys.readouterr().out
     assert main(["--redis-url", redis_url, "stats", "orders.events", "nobody"]) == 1
