@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from flotilla_kit.db import Database
+from flotilla_kit.discovery import discovery_component
 from flotilla_kit.health import ReadinessCheck, operational_handlers
 from flotilla_kit.metrics import ServiceMetrics
 from flotilla_kit.middleware import RequestContextMiddleware
@@ -77,6 +78,9 @@ def create_service_app(
                         await migrate(db, migrations)
                     for component in components:
                         await stack.enter_async_context(component(app))
+                    # Last in, first out: found by others only once everything else runs, and
+                    # deregistered first on shutdown, before the rest stops.
+                    await stack.enter_async_context(discovery_component(app))
                 except Exception as exc:
                     # One clear line before the server's traceback: what failed, and where.
                     log.error("start-up failed: %s: %s (database %s)", type(exc).__name__, exc, db.describe())

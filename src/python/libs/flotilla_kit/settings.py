@@ -45,6 +45,14 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     # Empty means "<hostname>-<port>": stable across restarts, so a restarted consumer finds its
     # own pending entries.
     instance_id: str = ""
+    # How this service finds others and is found: "none", "redis" (registers itself in the Redis
+    # of REDIS_URL and resolves there), "static" (SERVICE_URLS) or "dns" (DNS_TEMPLATE).
+    discovery: Literal["none", "redis", "static", "dns"] = "none"
+    service_urls: str = ""  # static mode: "catalog=http://a:8001,http://b:8001;inventory=http://c:8002"
+    dns_template: str = "http://{service}:8000"  # dns mode: one instance per address of the name
+    # The URL others reach this instance at; empty means http://<HOST or hostname>:<PORT>.
+    public_url: str = ""
+    discovery_ttl_seconds: PositiveFloat = 10.0
     log_level: LogLevel = "INFO"
     log_json: bool = True
     max_request_body_bytes: PositiveInt = 1_048_576
@@ -53,6 +61,12 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     def resolved_instance_id(self) -> str:
         return self.instance_id or f"{socket.gethostname()}-{self.port}"
+
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///.data/{self.service_name}.db"

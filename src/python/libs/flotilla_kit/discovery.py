@@ -1,0 +1,77 @@
+"""Discovery wiring from settings: register this instance, and resolve other services.
+
+With ``DISCOVERY=redis`` every service registers itself automatically (the app factory adds the
+registration component); any mode gives the app a resolver (``app.state.resolver``) for calls to
+other services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+
+from flotilla_discovery.dns_resolver import DnsResolver
+from flotilla_discovery.instance import Instance
+from flotilla_discovery.redis_resolver import RedisResolver
+from flotilla_discovery.registry import RedisRegistry
+from flotilla_discovery.resolver import Resolver
+from flotilla_discovery.static_resolver import StaticResolver
+from flotilla_kit.settings import ServiceSettings, SettingsError
+
+
+def check_discovery_settings(settings: ServiceSettings) -> None:
+    """Raise SettingsError when the discovery mode lacks what it needs."""
+    if settings.discovery == "redis" and not settings.redis_url:
+        raise SettingsError(["DISCOVERY=redis needs REDIS_URL"])
+    if settings.discovery == "static":
+        try:
+            StaticResolver.from_env_string(settings.service_urls)
+        except ValueError as exc:
+            raise SettingsError([f"SERVICE_URLS={settings.service_urls!r}: {exc}"]) from None
+
+
+@contextlib.asynccontextmanager
+async def discovery_component(app: Litestar) -> AsyncIterator[None]:
+    """Sets ``app.state.resolver``; in redis mode also registers this instance until shutdown."""
+    settings: ServiceSettings = app.state.settings
+    check_discovery_settings(settings)
+    if settings.discovery != "redis":
+        app.state.resolver = _resolver(settings)
+        yield
+        return
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    resolver = RedisResolver(client)
+    await resolver.start()
+    app.state.resolver = resolver
+    registry = RedisRegistry(client, ttl_seconds=settings.discovery_ttl_seconds)
+    me = Instance(
+        service=settings.service_name,
+        instance_id=settings.resolved_instance_id(),
+        url=settings.resolved_public_url(),
+        version=app.state.service_version,
+        started_at=time.time(),
+    )
+    stop = asyncio.Event()
+    heartbeat = asyncio.create_task(registry.run_heartbeat(me, stop), name="discovery heartbeat")
+    try:
+        yield
+    finally:
+        stop.set()  # deregisters first, so callers stop choosing this instance while it drains
+        await heartbeat
+        await resolver.close()
+        await client.aclose()
+
+
+def _resolver(settings: ServiceSettings) -> Resolver | Any:
+    if settings.discovery == "static":
+        return StaticResolver.from_env_string(settings.service_urls)
+    if settings.discovery == "dns":
+        return DnsResolver(settings.dns_template)
+    return StaticResolver({})
