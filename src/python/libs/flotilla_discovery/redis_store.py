@@ -13,8 +13,8 @@ of expired instances, and every read would need the index, then a GET per member
 Here one script reads a service's live instances in a single round trip and prunes the expired
 ones with ZREMRANGEBYSCORE as it goes, expiry is still per instance, and a pruning read can
 announce the expiry on the channel (a key expiring on its own announces nothing without keyspace
-notifications, which are off by default). Both keys also get a key-level expiry at the latest
-instance's expiry, so a service whose instances all died leaves nothing behind.
+notifications, which are off by default). Both keys also get a key-level expiry a grace period
+after the latest instance's expiry, so a service whose instances all died leaves nothing behind.
 
 Expiry times come from Redis's own clock (TIME inside the scripts), never the callers': instances
 on hosts with skewed clocks still agree on who is alive. The ``{service}`` hash tag keeps both keys
@@ -46,11 +46,17 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
 
 _change_encoder = msgspec.json.Encoder()
 
+# The keys outlive their last instance by this many TTLs, so that a resolver's periodic read still
+# finds the expired entry to prune and announce (keys vanishing on their own would announce nothing).
+KEY_GRACE_TTLS = 10
+
 # Registers or refreshes one instance. Returns 1 if it was not live before (new, expired, or lost
 # with a Redis restart), else 0; announces the change when asked to always, or when it was not live.
 _WRITE_SCRIPT = """
 local expiries, instances = KEYS[1], KEYS[2]
-local instance_id, data, ttl_ms, channel, message, announce = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local instance_id, data, ttl_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local channel, message, announce = ARGV[4], ARGV[5], ARGV[6]
+local keys_grace_ms = tonumber(ARGV[7])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local previous = redis.call('ZSCORE', expiries, instance_id)
@@ -58,8 +64,9 @@ local was_live = previous and tonumber(previous) > now
 redis.call('ZADD', expiries, now + ttl_ms, instance_id)
 redis.call('HSET', instances, instance_id, data)
 local latest = redis.call('ZRANGE', expiries, -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', expiries, latest[2])
-redis.call('PEXPIREAT', instances, latest[2])
+local keys_expire_at = tonumber(latest[2]) + keys_grace_ms
+redis.call('PEXPIREAT', expiries, keys_expire_at)
+redis.call('PEXPIREAT', instances, keys_expire_at)
 if announce == 'always' or not was_live then
   redis.call('PUBLISH', channel, message)
 end
@@ -140,7 +147,7 @@ class RedisStore:
         keys = service_keys(self.namespace, instance.service)
         message = _change_encoder.encode(Change(change="registered", instance_id=instance.instance_id))
         data = instance_encoder.encode(instance)
-        args = [instance.instance_id, data, ttl_ms, keys.channel, message, announce]
+        args = [instance.instance_id, data, ttl_ms, keys.channel, message, announce, ttl_ms * KEY_GRACE_TTLS]
         was_new = await self._write(keys=[keys.expiries, keys.instances], args=args)
         return bool(int(was_new))
 

@@ -82,7 +82,10 @@ class RedisRegistry:
                 except (RedisError, OSError) as error:
                     if not failing:
                         log.warning(
-                            "registry unreachable, %s/%s keeps retrying: %r", instance.service, instance.instance_id, error
+                            "registry unreachable, %s/%s keeps retrying: %r",
+                            instance.service,
+                            instance.instance_id,
+                            error,
                         )
                         failing = True
                 await _wait_for(stop, interval)
@@ -95,7 +98,9 @@ class RedisRegistry:
             async with asyncio.timeout(self.ttl_seconds):
                 await self.deregister(instance)
         except (RedisError, OSError) as error:
-            log.warning("could not deregister %s/%s, it expires with its TTL: %r", instance.service, instance.instance_id, error)
+            log.warning(
+                "could not deregister %s/%s, it expires with its TTL: %r", instance.service, instance.instance_id, error
+            )
 
 
 async def _wait_for(event: asyncio.Event, seconds: float) -> None:

@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from flotilla_kit.db import Database
-from flotilla_kit.discovery import discovery_component
+from flotilla_kit.discovery import registration_component, resolver_component
 from flotilla_kit.health import ReadinessCheck, operational_handlers
 from flotilla_kit.metrics import ServiceMetrics
 from flotilla_kit.middleware import RequestContextMiddleware
@@ -45,12 +45,14 @@ def create_service_app(
     components: Sequence[Component] = (),
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     dependencies: Mapping[str, Provide] | None = None,
+    database: bool = True,
 ) -> Litestar:
     """Build a service's Litestar app with the runtime every service shares.
 
     Start-up opens the database, applies ``migrations`` (a package of migration modules) when
     ``settings.migrate_on_start``, then enters ``components`` in order; shutdown leaves them in
     reverse order and closes the database. Handlers get ``db`` (Database) and ``settings`` injected.
+    A service without state of its own (the gateway) passes ``database=False``.
     """
     metrics = ServiceMetrics(settings.service_name)
     metrics.info.info({"version": version, "git_revision": settings.git_revision})
@@ -66,32 +68,39 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        db = Database(
-            settings.resolved_database_url(), echo=settings.database_echo, pool_size=settings.database_pool_size
+        db = (
+            Database(
+                settings.resolved_database_url(), echo=settings.database_echo, pool_size=settings.database_pool_size
+            )
+            if database
+            else None
         )
         app.state.db = db
-        app.state.readiness_checks = {"database": db.ping, **(readiness_checks or {})}
+        app.state.readiness_checks = {**({"database": db.ping} if db else {}), **(readiness_checks or {})}
+        where = db.describe() if db else "no database"
         try:
             async with AsyncExitStack() as stack:
                 try:
-                    if migrations and settings.migrate_on_start:
+                    if db and migrations and settings.migrate_on_start:
                         await migrate(db, migrations)
+                    await stack.enter_async_context(resolver_component(app))
                     for component in components:
                         await stack.enter_async_context(component(app))
                     # Last in, first out: found by others only once everything else runs, and
                     # deregistered first on shutdown, before the rest stops.
-                    await stack.enter_async_context(discovery_component(app))
+                    await stack.enter_async_context(registration_component(app))
                 except Exception as exc:
                     # One clear line before the server's traceback: what failed, and where.
-                    log.error("start-up failed: %s: %s (database %s)", type(exc).__name__, exc, db.describe())
+                    log.error("start-up failed: %s: %s (%s)", type(exc).__name__, exc, where)
                     raise
                 app.state.accepting = True
-                log.info("started", extra={"version": version, "database": db.describe()})
+                log.info("started", extra={"version": version, "database": where})
                 yield
                 app.state.accepting = False
                 log.info("stopping")
         finally:
-            await db.dispose()
+            if db:
+                await db.dispose()
 
     app = Litestar(
         route_handlers=[*operational_handlers, *route_handlers],

@@ -149,4 +149,9 @@ def _serve(service: ServiceDefinition, settings: ServiceSettings) -> int:
     except DatabaseConfigError as exc:
         print(f"{service.name}: DATABASE_URL: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return serve(service.create_app(settings), settings)
+    try:
+        app = service.create_app(settings)
+    except SettingsError as exc:  # settings that parse but do not fit together (a key file, a table)
+        print(f"{service.name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(app, settings)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from contextvars import ContextVar
 from typing import NamedTuple
+
+DEADLINE_HEADER = "x-deadline-ms"
 
 request_id_var: ContextVar[str | None] = ContextVar("flotilla_request_id", default=None)
 trace_var: ContextVar[TraceContext | None] = ContextVar("flotilla_trace", default=None)
@@ -60,3 +63,38 @@ def parse_traceparent(value: str | None) -> TraceContext | None:
 
 def new_trace() -> TraceContext:
     return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+
+
+# Absolute time.monotonic() deadline of the request being handled, or None when it has none.
+deadline_var: ContextVar[float | None] = ContextVar("flotilla_deadline", default=None)
+
+# Longer than any sane request; also keeps float conversion of absurd header values bounded.
+_MAX_HEADER_MS = 24 * 3600 * 1000
+
+
+def remaining() -> float | None:
+    """Seconds left before the current request's deadline (0.0 once passed), or None without one."""
+    deadline = deadline_var.get()
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+def parse_deadline_header(value: str | bytes | None) -> float | None:
+    """The absolute ``time.monotonic()`` deadline an ``x-deadline-ms`` value means, counted from now.
+
+    The value is the remaining milliseconds as a non-negative integer ("0" means already expired).
+    Returns None for a missing or invalid value (not a plain integer, or longer than a day): the
+    server then applies its own timeout, as if the caller had sent none.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    value = value.strip()
+    if not value.isascii() or not value.isdigit():
+        return None
+    milliseconds = int(value)
+    if milliseconds > _MAX_HEADER_MS:
+        return None
+    return time.monotonic() + milliseconds / 1000

@@ -36,8 +36,8 @@ def check_discovery_settings(settings: ServiceSettings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def discovery_component(app: Litestar) -> AsyncIterator[None]:
-    """Sets ``app.state.resolver``; in redis mode also registers this instance until shutdown."""
+async def resolver_component(app: Litestar) -> AsyncIterator[None]:
+    """Sets ``app.state.resolver`` (and ``app.state.discovery_redis`` in redis mode)."""
     settings: ServiceSettings = app.state.settings
     check_discovery_settings(settings)
     if settings.discovery != "redis":
@@ -50,7 +50,22 @@ async def discovery_component(app: Litestar) -> AsyncIterator[None]:
     resolver = RedisResolver(client)
     await resolver.start()
     app.state.resolver = resolver
-    registry = RedisRegistry(client, ttl_seconds=settings.discovery_ttl_seconds)
+    app.state.discovery_redis = client
+    try:
+        yield
+    finally:
+        await resolver.close()
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def registration_component(app: Litestar) -> AsyncIterator[None]:
+    """In redis mode, registers this instance (with heartbeats) until shutdown."""
+    settings: ServiceSettings = app.state.settings
+    if settings.discovery != "redis":
+        yield
+        return
+    registry = RedisRegistry(app.state.discovery_redis, ttl_seconds=settings.discovery_ttl_seconds)
     me = Instance(
         service=settings.service_name,
         instance_id=settings.resolved_instance_id(),
@@ -63,10 +78,8 @@ async def discovery_component(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        stop.set()  # deregisters first, so callers stop choosing this instance while it drains
+        stop.set()  # deregisters, so callers stop choosing this instance while the rest stops
         await heartbeat
-        await resolver.close()
-        await client.aclose()
 
 
 def _resolver(settings: ServiceSettings) -> Resolver | Any:

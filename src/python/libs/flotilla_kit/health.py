@@ -87,7 +87,7 @@ def info(state: State) -> ServiceInfo:
         service=settings.service_name,
         version=state.service_version,
         git_revision=settings.git_revision,
-        database=state.db.url.get_backend_name(),
+        database=state.db.url.get_backend_name() if state.db else "none",
         libs=lib_versions(),
         runtime=runtime_versions(),
     )

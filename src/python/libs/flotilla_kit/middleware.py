@@ -11,11 +11,21 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from flotilla_kit.context import accept_request_id, new_trace, parse_traceparent, request_id_var, trace_var
+from flotilla_kit.context import (
+    DEADLINE_HEADER,
+    accept_request_id,
+    deadline_var,
+    new_trace,
+    parse_deadline_header,
+    parse_traceparent,
+    request_id_var,
+    trace_var,
+)
 from flotilla_kit.metrics import ServiceMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 TRACEPARENT_HEADER = b"traceparent"
+DEADLINE_HEADER_BYTES = DEADLINE_HEADER.encode()
 _UNMATCHED_ROUTE = "<unmatched>"
 
 
@@ -28,17 +38,21 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming_request_id = incoming_traceparent = None
+        incoming_request_id = incoming_traceparent = incoming_deadline = None
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER:
                 incoming_request_id = value.decode("latin-1")
             elif name == TRACEPARENT_HEADER:
                 incoming_traceparent = value.decode("latin-1")
+            elif name == DEADLINE_HEADER_BYTES:
+                incoming_deadline = value
         request_id = accept_request_id(incoming_request_id)
         parent = parse_traceparent(incoming_traceparent)
         trace = parent.child() if parent else new_trace()
         request_id_token = request_id_var.set(request_id)
         trace_token = trace_var.set(trace)
+        # The caller's deadline bounds every call this request makes to other services.
+        deadline_token = deadline_var.set(parse_deadline_header(incoming_deadline))
         response_headers = [
             (REQUEST_ID_HEADER, request_id.encode("latin-1")),
             (TRACEPARENT_HEADER, trace.traceparent.encode("latin-1")),
@@ -66,6 +80,7 @@ class RequestContextMiddleware:
             metrics.latency.labels(method, route).observe(elapsed)
             request_id_var.reset(request_id_token)
             trace_var.reset(trace_token)
+            deadline_var.reset(deadline_token)
 
 
 def _route_label(scope: Any) -> str:

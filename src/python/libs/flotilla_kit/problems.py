@@ -42,10 +42,13 @@ class Problem(Exception):
     status: int = 500
     type_name: str = "internal-error"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 class BadRequest(Problem):
@@ -64,6 +67,10 @@ class NotFound(Problem):
     status, type_name = 404, "not-found"
 
 
+class MethodNotAllowed(Problem):
+    status, type_name = 405, "method-not-allowed"
+
+
 class Conflict(Problem):
     status, type_name = 409, "conflict"
 
@@ -72,8 +79,20 @@ class Unprocessable(Problem):
     status, type_name = 422, "unprocessable"
 
 
+class TooManyRequests(Problem):
+    status, type_name = 429, "too-many-requests"
+
+
+class BadGateway(Problem):
+    status, type_name = 502, "bad-gateway"
+
+
 class ServiceUnavailable(Problem):
     status, type_name = 503, "service-unavailable"
+
+
+class GatewayTimeout(Problem):
+    status, type_name = 504, "gateway-timeout"
 
 
 def problem_response(
@@ -100,7 +119,9 @@ def problem_response(
 
 
 def _problem_handler(request: Request[Any, Any, Any], exc: Problem) -> Response[ProblemDetails]:
-    return problem_response(request, exc.status, type_name=exc.type_name, detail=exc.detail, errors=exc.errors)
+    return problem_response(
+        request, exc.status, type_name=exc.type_name, detail=exc.detail, errors=exc.errors, headers=exc.headers
+    )
 
 
 def _validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[ProblemDetails]:

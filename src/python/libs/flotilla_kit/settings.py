@@ -65,7 +65,7 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     def resolved_public_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()  # noqa: S104
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
         return f"http://{host}:{self.port}"
 
     def resolved_database_url(self) -> str:

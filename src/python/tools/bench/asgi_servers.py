@@ -34,6 +34,9 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, get
 
+from bench import wrk
+from bench.wrk import WrkResult
+
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 MODULE = Path(__file__).stem
@@ -278,39 +281,8 @@ def _cleanup() -> None:
     _LIVE.clear()
 
 
-# ----------------------------------------------------------------------- wrk
-
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _to_ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(f"unparseable wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS_MS[m.group(2)]
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int = 0
-
-
-def parse_wrk(out: str) -> WrkResult:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", out, re.M))
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors += int(non2xx.group(1)) if non2xx else 0
-    return WrkResult(rps, _to_ms(pct["50"]), _to_ms(pct["99"]), errors)
-
-
 def run_wrk(port: int, conns: int, duration: str) -> WrkResult:
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}", "--latency", f"http://{HOST}:{port}{BENCH_PATH}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return parse_wrk(out)
+    return wrk.run_wrk(f"http://{HOST}:{port}{BENCH_PATH}", conns, duration)
 
 
 # ---------------------------------------------------------------- experiments

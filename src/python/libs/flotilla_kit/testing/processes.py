@@ -19,8 +19,14 @@ class ServiceProcess:
         self.base_url = f"http://127.0.0.1:{port}"
         # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty service.
         self._log = tempfile.TemporaryFile(mode="w+")
+        # Its own process group: a kill -9 must take the server's worker processes down with it.
         self.process = subprocess.Popen(
-            list(command), env={**os.environ, **(env or {})}, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT
+            list(command),
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> float:
@@ -41,9 +47,16 @@ class ServiceProcess:
         raise TimeoutError(f"service not ready after {timeout}s:\n{self.output()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Send ``sig`` and wait for the exit code (kill after ``timeout``)."""
+        """Send ``sig`` and wait for the exit code (kill after ``timeout``).
+
+        SIGKILL goes to the whole process group, like a crashed container; other signals go to the
+        main process, which stops its workers itself.
+        """
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            else:
+                self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@ from litestar.params import JSONBody
 from litestar.testing import TestClient
 
 from flotilla_kit.app import create_service_app
+from flotilla_kit.context import remaining
 from flotilla_kit.problems import Conflict
 from flotilla_kit.settings import ServiceSettings
 
@@ -24,6 +25,11 @@ async def place(data: JSONBody[Order]) -> Order:
 @get("/conflict")
 async def conflict() -> None:
     raise Conflict("order o-1 was already placed")
+
+
+@get("/deadline", sync_to_thread=False)
+def deadline_left() -> dict[str, float | None]:
+    return {"remaining": remaining()}
 
 
 @get("/crash")
@@ -44,7 +50,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    app = create_service_app(settings, version="1.2.3", route_handlers=[place, conflict, crash])
+    app = create_service_app(settings, version="1.2.3", route_handlers=[place, conflict, crash, deadline_left])
     with TestClient(app) as client:
         yield client
 
@@ -151,3 +157,10 @@ def test_unexpected_errors_are_500_problems_without_internals(client):
 
 def test_a_wrong_method_is_a_405_problem(client):
     _assert_problem(client.delete("/orders"), 405, "method-not-allowed")
+
+
+def test_the_callers_deadline_bounds_the_request(client):
+    left = client.get("/deadline", headers={"x-deadline-ms": "1500"}).json()["remaining"]
+    assert 0 < left <= 1.5
+    assert client.get("/deadline").json() == {"remaining": None}
+    assert client.get("/deadline", headers={"x-deadline-ms": "soon"}).json() == {"remaining": None}

@@ -29,7 +29,7 @@ async def test_a_service_is_registered_while_it_runs(tmp_path, redis_url):
     )
     registry = RedisRegistry(redis.Redis.from_url(redis_url))
 
-    async def registered() -> list[str]:
+    async def registered() -> list[tuple[str, str, str]]:
         return [(i.instance_id, i.url, i.version) for i in await registry.instances("catalog")]
 
     with TestClient(create_service_app(settings, version="2.0.1", route_handlers=[])):

@@ -1,0 +1,143 @@
+import asyncio
+
+import pytest
+from redis.exceptions import ConnectionError
+
+from flotilla_discovery.errors import DiscoveryUnavailable, NoInstances
+from flotilla_discovery.instance import Instance
+from flotilla_discovery.registry import RedisRegistry
+from flotilla_discovery.resolver import RedisResolver
+from flotilla_kit.testing.waiting import eventually
+
+AN_HOUR = 3600.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def catalog(instance_id: str) -> Instance:
+    return Instance(service="catalog", instance_id=instance_id, url=f"http://{instance_id}:8000")
+
+
+async def ids(resolver: RedisResolver, service: str = "catalog") -> list[str]:
+    return [instance.instance_id for instance in await resolver.instances(service)]
+
+
+async def test_a_new_instance_is_seen_through_its_notification(client):
+    registry = RedisRegistry(client)
+    await registry.register(catalog("a"))
+    # Refreshing only hourly: within this test, only the notification can bring "b" in.
+    resolver = RedisResolver(client, refresh_seconds=AN_HOUR)
+    await resolver.start()
+    try:
+        assert await ids(resolver) == ["a"]
+
+        await registry.register(catalog("b"))
+
+        async def sees_b() -> bool:
+            return await ids(resolver) == ["a", "b"]
+
+        await eventually(sees_b, timeout=5, what="the resolver seeing the new instance")
+
+        await registry.deregister(catalog("a"))
+
+        async def a_gone() -> bool:
+            return await ids(resolver) == ["b"]
+
+        await eventually(a_gone, timeout=5, what="the resolver dropping the deregistered instance")
+    finally:
+        await resolver.close()
+
+
+async def test_notifications_for_other_namespaces_are_ignored(client):
+    resolver = RedisResolver(client, namespace="blue", refresh_seconds=AN_HOUR)
+    await resolver.start()
+    try:
+        assert await ids(resolver) == []
+        await RedisRegistry(client, namespace="green").register(catalog("x"))
+        await RedisRegistry(client, namespace="blue").register(catalog("a"))
+
+        async def sees_only_blue() -> bool:
+            return await ids(resolver) == ["a"]
+
+        await eventually(sees_only_blue, timeout=5, what="the blue instance")
+    finally:
+        await resolver.close()
+
+
+async def test_without_notifications_the_list_is_reread_once_it_is_refresh_seconds_old(client):
+    clock = FakeClock()
+    resolver = RedisResolver(client, refresh_seconds=5.0, clock=clock)  # never started: no listener
+    registry = RedisRegistry(client)
+    assert await ids(resolver) == []
+
+    await registry.register(catalog("a"))
+    clock.now += 4.9
+    assert await ids(resolver) == []  # cached
+    clock.now += 0.1
+    assert await ids(resolver) == ["a"]
+
+
+async def test_the_last_known_list_is_served_while_redis_is_down(own_redis_server, own_client):
+    clock = FakeClock()
+    await RedisRegistry(own_client).register(catalog("a"))
+    resolver = RedisResolver(own_client, refresh_seconds=5.0, clock=clock)
+    await resolver.start()
+    try:
+        assert await ids(resolver) == ["a"]
+
+        await asyncio.to_thread(own_redis_server.stop)
+        clock.now += 60  # stale: the next call must ask Redis, which is down
+
+        assert await ids(resolver) == ["a"]
+        assert await ids(resolver) == ["a"]
+        with pytest.raises(DiscoveryUnavailable):
+            await resolver.instances("inventory")  # never seen, so nothing to serve
+
+        await asyncio.to_thread(own_redis_server.start)  # empty: the restart lost the registry
+        clock.now += 60
+
+        async def reread_after_restart() -> bool:
+            return await ids(resolver) == []
+
+        await eventually(reread_after_restart, timeout=30, what="a re-read once Redis is back")
+    finally:
+        await resolver.close()
+
+
+async def test_unreachable_redis_with_nothing_cached_is_a_kind_of_no_instances(unreachable_client):
+    resolver = RedisResolver(unreachable_client)
+    await resolver.start()  # does not raise: it keeps trying in the background
+    try:
+        with pytest.raises(NoInstances) as raised:
+            await resolver.instances("catalog")
+        assert isinstance(raised.value, DiscoveryUnavailable)
+        assert raised.value.service == "catalog"
+    finally:
+        await resolver.close()
+
+
+async def test_the_resolver_picks_up_changes_after_redis_comes_back(own_redis_server, own_client):
+    resolver = RedisResolver(own_client, refresh_seconds=AN_HOUR)
+    await resolver.start()
+    registry = RedisRegistry(own_client)
+    try:
+        assert await ids(resolver) == []
+        await asyncio.to_thread(own_redis_server.restart)
+
+        # The listener re-subscribes by itself; keep announcing until a notice gets through.
+        async def sees_new_instance() -> bool:
+            try:
+                await registry.register(catalog("a"))
+            except ConnectionError:
+                return False  # redis-py may fail a first command on a pooled connection the restart closed
+            return await ids(resolver) == ["a"]
+
+        await eventually(sees_new_instance, timeout=30, what="a notification after the restart")
+    finally:
+        await resolver.close()

@@ -1,0 +1,38 @@
+"""flotilla_http: the resilient client for calls between services.
+
+One pooled ``HttpClient`` per process finds instances through flotilla_discovery's ``Balancer``,
+propagates deadlines (``x-deadline-ms``), request ids and trace context, retries only where safe
+within a retry budget, and keeps a circuit breaker per upstream service. Failures without an
+answer are typed ``UpstreamError``s carrying the HTTP status a server should answer with.
+"""
+
+from flotilla_http.breaker import BreakerState
+from flotilla_http.client import HttpClient
+from flotilla_http.errors import (
+    CircuitOpen,
+    DeadlineExceeded,
+    NoHealthyInstance,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from flotilla_http.policies import BreakerPolicy, RetryPolicy
+from flotilla_http.response import Response, StreamingResponse
+from flotilla_kit.info import read_version
+
+__version__ = read_version(__name__)
+
+__all__ = [
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitOpen",
+    "DeadlineExceeded",
+    "HttpClient",
+    "NoHealthyInstance",
+    "Response",
+    "RetryPolicy",
+    "StreamingResponse",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamTimeout",
+]

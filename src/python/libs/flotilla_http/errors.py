@@ -1,0 +1,57 @@
+"""Errors of calls to other services, each with the HTTP status a server answers its own caller with.
+
+A server maps any ``UpstreamError`` to problem details with ``error.http_status``; nothing here
+depends on the web framework.
+"""
+
+from __future__ import annotations
+
+from flotilla_discovery.instance import Instance
+
+
+class UpstreamError(Exception):
+    """A call to ``service`` failed without an HTTP answer to return."""
+
+    http_status: int = 502
+
+    def __init__(self, service: str, message: str, *, instance: Instance | None = None) -> None:
+        super().__init__(f"{service}: {message}")
+        self.service = service
+        self.instance = instance  # the last instance tried, when one was
+
+
+class NoHealthyInstance(UpstreamError):
+    """Discovery knows no instance of the service that may be called (the NoInstances is the cause)."""
+
+    http_status = 503
+
+
+class CircuitOpen(UpstreamError):
+    """The service's circuit is open: the call failed fast, nothing was sent.
+
+    ``retry_after`` is the number of seconds until a probe may be let through (for a Retry-After header).
+    """
+
+    http_status = 503
+
+    def __init__(self, service: str, retry_after: float) -> None:
+        super().__init__(service, f"circuit open, next probe in {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class UpstreamConnectError(UpstreamError):
+    """No answer because connecting failed, or the connection broke before a whole answer arrived."""
+
+    http_status = 502
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer (or finish its answer) before the call's deadline."""
+
+    http_status = 504
+
+
+class DeadlineExceeded(UpstreamError):
+    """The call's deadline had passed before it could be sent (nothing was sent)."""
+
+    http_status = 504

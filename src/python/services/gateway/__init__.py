@@ -1,0 +1,1 @@
+"""The API gateway: the single public entry point of the shop."""

@@ -1,0 +1,97 @@
+"""Builds the gateway's Litestar app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as redis
+from litestar import Litestar
+
+from flotilla_discovery.balancer import Balancer
+from flotilla_http.client import HttpClient
+from flotilla_kit.app import create_service_app
+from flotilla_kit.info import read_version
+from flotilla_kit.settings import SettingsError
+from gateway.api import Gateway, openapi_document, routed, storefront
+from gateway.auth import KeyConfigError, TokenVerifier
+from gateway.openapi import MergedOpenApi
+from gateway.ratelimit import RateLimiter, parse_rate_limits
+from gateway.routes import RouteError, load_routes
+from gateway.settings import GatewaySettings
+
+VERSION = read_version("gateway")
+
+
+def create_app(settings: GatewaySettings) -> Litestar:
+    """The gateway app; raises SettingsError when the routes, keys or limits do not fit together."""
+    problems: list[str] = []
+    try:
+        routes = load_routes(settings.routes_file)
+    except RouteError as exc:
+        problems.append(str(exc))
+        routes = []
+    try:
+        verifier = TokenVerifier(
+            public_key_file=settings.jwt_public_key_file,
+            jwks_file=settings.jwks_file,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_seconds,
+        )
+    except KeyConfigError as exc:
+        problems.append(str(exc))
+        verifier = TokenVerifier(audience=settings.jwt_audience)
+    try:
+        rate_classes = parse_rate_limits(settings.rate_limits)
+    except ValueError as exc:
+        problems.append(f"RATE_LIMITS={settings.rate_limits!r}: {exc}")
+        rate_classes = {}
+    if any(r.auth != "public" for r in routes) and not verifier.configured:
+        problems.append("routes need authentication: set JWT_PUBLIC_KEY_FILE or JWKS_FILE")
+    for unknown in sorted({r.rate_limit for r in routes} - set(rate_classes)):
+        problems.append(f"routes use rate class {unknown!r}, which RATE_LIMITS does not define")
+    if not settings.redis_url:
+        problems.append("REDIS_URL: the gateway keeps its rate limits in Redis")
+    if problems:
+        raise SettingsError(problems)
+
+    @contextlib.asynccontextmanager
+    async def gateway_component(app: Litestar) -> AsyncIterator[None]:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
+        http = HttpClient(
+            Balancer(app.state.resolver),
+            default_timeout=settings.upstream_timeout_seconds,
+            metrics_registry=app.state.metrics.registry,
+        )
+        await http.start()
+        app.state.gateway = Gateway(
+            routes=routes,
+            verifier=verifier,
+            limiter=RateLimiter(client, rate_classes),
+            client=http,
+            openapi=MergedOpenApi(
+                http,
+                routes,
+                version=VERSION,
+                cache_seconds=settings.openapi_cache_seconds,
+                timeout=settings.composition_timeout_seconds,
+                own_document=app.openapi_schema.to_schema(),
+            ),
+            upstream_timeout=settings.upstream_timeout_seconds,
+            composition_timeout=settings.composition_timeout_seconds,
+        )
+        app.state.readiness_checks["redis"] = client.ping
+        try:
+            yield
+        finally:
+            await http.close()
+            await client.aclose()
+
+    return create_service_app(
+        settings,
+        version=VERSION,
+        route_handlers=[routed, storefront, openapi_document],
+        components=[gateway_component],
+        database=False,
+    )
