@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Row, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.base import Executable
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ _ASYNC_DRIVERS = {
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
 _WRITE_OPTION = "flotilla_write"
+_SINGLE_STATEMENT_OPTION = "flotilla_single_statement"
 
 
 class DatabaseConfigError(ValueError):
@@ -61,6 +63,7 @@ class Database:
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._single_statement = self.engine.execution_options(**{_SINGLE_STATEMENT_OPTION: True})
         self._writer = async_sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
@@ -87,8 +90,10 @@ class Database:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Any) -> None:
-            write = connection.get_execution_options().get(_WRITE_OPTION, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            options = connection.get_execution_options()
+            if options.get(_SINGLE_STATEMENT_OPTION):
+                return  # one statement is its own snapshot: BEGIN would only cost a round trip
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
 
         return engine
 
@@ -103,6 +108,17 @@ class Database:
         """A session for reads; its transaction is rolled back at exit."""
         async with self._reader() as session:
             yield session
+
+    async def fetch_one(self, statement: Executable) -> Row[Any] | None:
+        """Run one read-only statement and return its first row: the cheapest read there is
+        (no session, and on SQLite no BEGIN/COMMIT around it)."""
+        async with self._single_statement.connect() as connection:
+            return (await connection.execute(statement)).first()
+
+    async def fetch_all(self, statement: Executable) -> Sequence[Row[Any]]:
+        """Run one read-only statement and return all rows (see ``fetch_one``)."""
+        async with self._single_statement.connect() as connection:
+            return (await connection.execute(statement)).all()
 
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""

@@ -50,20 +50,18 @@ class ProductController(Controller):
 
     @get("/{product_id:uuid}")
     async def get_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
-        async with db.reader() as session:
-            product = await _fetch(session, _columns.id == product_id)
-        if product is None:
+        row = await db.fetch_one(_select_products.where(_columns.id == product_id))
+        if row is None:
             raise NotFound(f"no product with id {product_id}")
-        return product
+        return _to_product(row)
 
     @get("/by-sku/{sku:str}")
     async def get_product_by_sku(self, db: NamedDependency[Database], sku: FromPath[str]) -> Product:
         normalized = domain.normalize_sku(sku)
-        async with db.reader() as session:
-            product = await _fetch(session, _columns.sku == normalized)
-        if product is None:
+        row = await db.fetch_one(_select_products.where(_columns.sku == normalized))
+        if row is None:
             raise NotFound(f"no product with SKU {normalized!r}")
-        return product
+        return _to_product(row)
 
     @get("/")
     async def list_products(
@@ -111,8 +109,7 @@ class ProductController(Controller):
             query = query.where(_columns.price_amount >= min_price)
         if max_price is not None:
             query = query.where(_columns.price_amount <= max_price)
-        async with db.reader() as session:
-            rows = (await session.execute(query)).all()
+        rows = await db.fetch_all(query)
         items = [_to_product(row) for row in rows[:limit]]
         next_cursor = domain.encode_cursor(items[-1].sku) if len(rows) > limit else None
         return ProductPage(items=items, next_cursor=next_cursor)

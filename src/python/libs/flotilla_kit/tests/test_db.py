@@ -127,3 +127,12 @@ async def test_a_failing_migration_rolls_back_and_names_itself(db, monkeypatch):
     async with db.reader() as session:
         tables = await session.run_sync(lambda s: sa.inspect(s.connection()).get_table_names())
     assert "half_done" not in tables
+
+
+async def test_single_statement_reads_see_committed_rows(db):
+    await migrate(db, SAMPLE)
+    async with db.transaction() as session:
+        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, 'a'), (2, 'b')"))
+    assert (await db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 2"))) == ("b",)
+    assert await db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 3")) is None
+    assert [tuple(r) for r in await db.fetch_all(sa.text("SELECT id FROM notes ORDER BY id"))] == [(1,), (2,)]
