@@ -1,6 +1,7 @@
 import pytest
 import redis.asyncio as redis
 
+from flotilla_kit.testing.fixtures import redis_server
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.redis import start_redis
 
@@ -16,13 +17,6 @@ async def unreachable_client():
     client = connect(f"redis://127.0.0.1:{free_port()}/0")
     yield client
     await client.aclose()
-
-
-@pytest.fixture(scope="session")
-def redis_server():
-    server = start_redis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from flotilla_kit.db import Database
-from flotilla_kit.testing.postgres import start_postgres
-from flotilla_kit.testing.redis import start_redis
+from flotilla_kit.testing.fixtures import postgres, redis_server
 from flotilla_streams.connection import create_redis
 from flotilla_streams.schema import create_messaging_tables
 
@@ -16,20 +15,6 @@ effects = sa.Table(
     sa.Column("event_id", sa.String(64), nullable=False),  # deliberately not unique: doubles must show
     sa.Column("order_id", sa.String(64), nullable=False),
 )
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server():
-    server = start_redis()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -5,16 +5,9 @@ from litestar.testing import TestClient
 
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
-from flotilla_kit.testing.postgres import start_postgres
+from flotilla_kit.testing.fixtures import postgres
 
 ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = start_postgres()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
