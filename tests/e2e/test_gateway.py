@@ -138,6 +138,26 @@ def test_the_merged_openapi_document_covers_routed_services(shop):
     assert "catalog_Product" in document["components"]["schemas"]
 
 
+def test_a_large_answer_is_relayed_whole(shop):
+    """Above the gateway's buffering limit the answer streams through; it must arrive intact."""
+    admin = {"authorization": f"Bearer {shop.token('admin')}"}
+    prefix = f"big-{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=shop.url, timeout=30) as http:
+        for i in range(70):
+            body = {
+                "sku": f"{prefix}-{i:02d}",
+                "name": "Big",
+                "description": "d" * 5000,
+                "price": {"amount": 1, "currency": "EUR"},
+            }
+            assert http.post("/api/catalog/products", json=body, headers=admin).status_code == 201
+        through = http.get("/api/catalog/products", params={"q": prefix, "limit": 70})
+    direct = httpx.get(f"{shop.catalogs['catalog-a'].base_url}/products", params={"q": prefix, "limit": 70})
+    assert len(direct.content) > 256 * 1024
+    assert through.status_code == 200
+    assert through.json() == direct.json()
+
+
 def test_instances_dying_and_returning(shop):
     """One instance killed: reads keep succeeding. Both: 503 fast, circuit open. One back: recovery."""
     with httpx.Client(base_url=shop.url, timeout=30) as http:
