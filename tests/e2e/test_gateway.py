@@ -190,3 +190,21 @@ def test_instances_dying_and_returning(shop):
             return http.get(path).status_code == 200
 
         asyncio.run(eventually(recovered, timeout=60, interval=0.2, what="reads succeed again"))
+
+
+@pytest.mark.parametrize(
+    "path, detail",
+    [
+        ("/api/catalog/products/by-sku/%20", "no product with SKU ''"),
+        ("/api/catalog/products/by-sku/a%3Fb", "no product with SKU 'A?B'"),
+        ("/api/catalog/products/by-sku/a%2523b", "no product with SKU 'A%23B'"),
+    ],
+)
+def test_encoded_paths_reach_the_service_as_the_caller_encoded_them(shop, path, detail):
+    with httpx.Client(base_url=shop.url) as http:
+        assert problem(http.get(path), 404)["detail"] == detail
+
+
+def test_dot_segments_do_not_reach_internal_endpoints(shop):
+    with httpx.Client(base_url=shop.url) as http:
+        problem(http.get("/api/catalog/products/..%2Fmetrics"), 404)

@@ -18,6 +18,7 @@ from flotilla_http.client import HttpClient
 from flotilla_http.errors import UpstreamConnectError, UpstreamError
 from flotilla_kit.problems import (
     BadGateway,
+    BadRequest,
     Forbidden,
     GatewayTimeout,
     MethodNotAllowed,
@@ -130,6 +131,8 @@ async def routed(request: Request[Any, Any, Any], state: State) -> ASGIResponse:
         )
     except UpstreamError as exc:
         raise upstream_problem(exc) from None
+    except ValueError as exc:  # a path the HTTP client refuses to send (controls, bad escapes)
+        raise BadRequest(f"malformed path: {exc}") from None
 
 
 @get("/api/storefront/products/{product_id:uuid}", tags=["storefront"])

@@ -31,7 +31,8 @@ async def forward(
     Raises flotilla_http's UpstreamError subclasses (no instance, circuit open, connect failure,
     timeout), which the app turns into 502/503/504 problem details.
     """
-    path = route.upstream_path(request.url.path)
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    path = route.upstream_raw_path(raw_path.decode("latin-1"), request.url.path)
     query = request.scope.get("query_string", b"")
     if query:
         path = f"{path}?{query.decode('latin-1')}"

@@ -22,10 +22,13 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 
 _PREFIX = r"^/[A-Za-z0-9._~/-]*$"
+# RFC 3986 pchar without "%": what a path segment may hold unencoded.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 # Paths of the services' own operational and internal endpoints: never reachable from outside,
 # whatever the route table says.
@@ -42,11 +45,22 @@ class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
     def upstream_path(self, path: str) -> str:
+        """``path`` (decoded or percent-encoded alike) with this route's prefix replaced upstream."""
         rest = path[len(self.prefix) :]
         base = self.upstream_prefix.rstrip("/")
         if rest and not rest.startswith("/"):
             rest = "/" + rest
         return (base + rest) or "/"
+
+    def upstream_raw_path(self, raw_path: str, path: str) -> str:
+        """The percent-encoded path to send upstream, from the one the caller sent.
+
+        The caller's encoding is kept (``%3F`` must stay a character of a segment, not become a
+        query); only a caller who encoded characters of the prefix itself gets the rest re-encoded.
+        """
+        if raw_path.startswith(self.prefix):
+            return self.upstream_path(raw_path)
+        return self.upstream_path(self.prefix + quote(path[len(self.prefix) :], safe=_PATH_SAFE))
 
     @property
     def required_role(self) -> str | None:
@@ -103,7 +117,10 @@ def methods_allowed(routes: Sequence[Route], path: str) -> set[str]:
 
 
 def is_internal(upstream_path: str) -> bool:
-    return bool(_INTERNAL.match(upstream_path))
+    """A path never routed: the services' operational endpoints, or one with dot segments (which
+    the upstream would resolve into some other path than the one the route table allowed)."""
+    segments = upstream_path.split("/")
+    return bool(_INTERNAL.match(upstream_path)) or "." in segments or ".." in segments
 
 
 def _under(path: str, prefix: str) -> bool:

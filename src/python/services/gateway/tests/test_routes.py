@@ -61,3 +61,22 @@ def test_a_missing_table_names_the_setting(tmp_path):
 def test_operational_endpoints_are_internal(path):
     assert is_internal(path)
     assert not is_internal("/products/metrics")
+
+
+def test_the_callers_encoding_is_kept_upstream():
+    route = match(load_routes(), "GET", "/api/catalog/products/by-sku/a?b")
+    assert route is not None
+    assert (
+        route.upstream_raw_path("/api/catalog/products/by-sku/a%3Fb", "/api/catalog/products/by-sku/a?b")
+        == "/products/by-sku/a%3Fb"
+    )
+    # A caller who encoded part of the prefix gets the rest re-encoded from the decoded path.
+    assert (
+        route.upstream_raw_path("/api/%63atalog/products/by-sku/a%3Fb", "/api/catalog/products/by-sku/a?b")
+        == "/products/by-sku/a%3Fb"
+    )
+
+
+@pytest.mark.parametrize("path", ["/products/../metrics", "/products/./x", "/.."])
+def test_dot_segments_are_never_routed(path):
+    assert is_internal(path)
