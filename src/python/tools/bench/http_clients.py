@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,53 +31,17 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import msgspec
-from litestar import Litestar, get
+from flotilla_kit.testing.ports import free_port
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
-MODULE = Path(__file__).stem
+# The same in-memory Litestar app the ASGI server comparison serves (a small JSON product).
+UPSTREAM_APP = "asgi_servers:create_app"
 PATH = "/products/42"
 WARMUP_REQUESTS = 1000
 
 
-class Product(msgspec.Struct):
-    id: int
-    name: str
-    sku: str
-    price_cents: int
-    in_stock: bool
-    tags: list[str]
-
-
-@get("/products/{product_id:int}")
-async def get_product(product_id: int) -> Product:
-    return Product(
-        id=product_id,
-        name=f"Widget {product_id}",
-        sku=f"WDG-{product_id:06d}",
-        price_cents=1999 + product_id,
-        in_stock=product_id % 2 == 0,
-        tags=["hardware", "widgets"],
-    )
-
-
-@get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-def create_app() -> Litestar:
-    return Litestar(route_handlers=[get_product, healthz], debug=False)
-
-
 # ------------------------------------------------------------------ upstream process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class Upstream:
@@ -89,7 +52,7 @@ class Upstream:
         self.base_url = f"http://{HOST}:{self.port}"
         self._log = tempfile.TemporaryFile(mode="w+")
         argv = [
-            sys.executable, "-m", "granian", f"{MODULE}:create_app", "--factory",
+            sys.executable, "-m", "granian", UPSTREAM_APP, "--factory",
             "--interface", "asgi", "--host", HOST, "--port", str(self.port), "--workers", "1",
             "--loop", "uvloop", "--runtime-mode", "st", "--http", "1", "--no-ws",
             "--no-access-log", "--log-level", "warning",
