@@ -15,11 +15,6 @@ from typing import Any
 
 from litestar import Litestar
 
-from flotilla_discovery.dns_resolver import DnsResolver
-from flotilla_discovery.instance import Instance
-from flotilla_discovery.redis_resolver import RedisResolver
-from flotilla_discovery.registry import RedisRegistry
-from flotilla_discovery.resolver import Resolver
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_kit.settings import ServiceSettings, SettingsError
 
@@ -44,7 +39,10 @@ async def resolver_component(app: Litestar) -> AsyncIterator[None]:
         app.state.resolver = _resolver(settings)
         yield
         return
+    # Imported only in redis mode: a service without discovery starts without loading redis.
     import redis.asyncio as redis
+
+    from flotilla_discovery.redis_resolver import RedisResolver
 
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
     resolver = RedisResolver(client)
@@ -65,6 +63,9 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
     if settings.discovery != "redis":
         yield
         return
+    from flotilla_discovery.instance import Instance
+    from flotilla_discovery.registry import RedisRegistry
+
     registry = RedisRegistry(app.state.discovery_redis, ttl_seconds=settings.discovery_ttl_seconds)
     me = Instance(
         service=settings.service_name,
@@ -82,9 +83,11 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
         await heartbeat
 
 
-def _resolver(settings: ServiceSettings) -> Resolver | Any:
+def _resolver(settings: ServiceSettings) -> Any:
     if settings.discovery == "static":
         return StaticResolver.from_env_string(settings.service_urls)
     if settings.discovery == "dns":
+        from flotilla_discovery.dns_resolver import DnsResolver
+
         return DnsResolver(settings.dns_template)
     return StaticResolver({})
