@@ -102,8 +102,6 @@ def upstream_problem(exc: UpstreamError) -> Problem:
     "/api/{path:path}",
     http_method=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
     include_in_schema=False,
-    # The proxied body streams through untouched: no parsing, and no buffering of large bodies.
-    sync_to_thread=False,
 )
 async def routed(request: Request[Any, Any, Any], state: State) -> ASGIResponse:
     """Forward ``/api/...`` to the service the route table names, after auth and rate limits."""

@@ -1,13 +1,17 @@
-"""The gateway's cost: GET of one catalog product directly and through the gateway, in one run.
+"""The gateway's cost, measured in one run against two baselines.
 
-Run:  ./pants run src/python/tools/bench:gateway -- [--duration 10s] [--rounds 2]
+Run:  ./pants run src/python/tools/bench:gateway -- [--duration 10s] [--rounds 2]   (needs wrk)
 
-Starts Redis, one catalog instance and the gateway as real processes on loopback (the services
-from the same sources, each served by granian with one worker), creates a product, then measures
-with wrk (one thread) alternately: direct and through the gateway at 64 connections (saturation),
-and at 4 and 1 connections for the added latency (one connection: no queueing at all). The gateway runs as in production: route
-table, token verification on (the route is public, so no token is needed for a read), rate limit
-in Redis on every request, discovery through Redis, circuit breakers on.
+Starts, as real processes on loopback, each served by granian with one worker: Redis, an in-memory
+upstream (a JSON product built per request), a bare aiohttp proxy in front of it (bare_proxy.py),
+one catalog instance (SQLite), and the gateway. Then wrk (one thread) measures, alternating:
+
+- in-memory upstream: direct, through the bare proxy, through the gateway (64 and 4 connections):
+  what auth, limits, discovery and breakers cost beyond proxying itself;
+- catalog GET of one product: direct and through the gateway (64, 4 and 1 connections).
+
+The gateway runs as in production: route table, token verification configured (the routes used
+are public), the rate limit in Redis on every request, circuit breakers, retries.
 """
 
 from __future__ import annotations
@@ -30,6 +34,21 @@ from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.redis import start_redis
 
+ROUTES = """
+[[routes]]
+prefix = "/api/catalog/products"
+service = "catalog"
+upstream_prefix = "/products"
+methods = ["GET"]
+auth = "public"
+
+[[routes]]
+prefix = "/api/memory"
+service = "memory"
+methods = ["GET"]
+auth = "public"
+"""
+
 
 def _service(module: str, port: int, env: dict[str, str]) -> ServiceProcess:
     process = ServiceProcess(
@@ -48,6 +67,27 @@ def _create_product(catalog_url: str) -> str:
         return str(json.loads(response.read())["id"])
 
 
+def _granian(target: str, port: int, env: dict[str, str]) -> ServiceProcess:
+    """An app served the way the services serve theirs: granian, one worker, uvloop, st runtime."""
+    argv = [sys.executable, "-m", "granian", target, "--factory", "--interface", "asgi", "--host", "127.0.0.1"]
+    argv += [
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "uvloop",
+        "--runtime-mode",
+        "st",
+        "--http",
+        "1",
+        "--no-ws",
+    ]
+    process = ServiceProcess(argv, port=port, env=env, cwd=str(Path(__file__).parent))
+    process.wait_ready(timeout=60, path="/healthz")
+    return process
+
+
 def _median(results: list[WrkResult]) -> WrkResult:
     return WrkResult(
         rps=statistics.median(r.rps for r in results),
@@ -55,6 +95,33 @@ def _median(results: list[WrkResult]) -> WrkResult:
         p99_ms=statistics.median(r.p99_ms for r in results),
         errors=sum(r.errors for r in results),
     )
+
+
+def _measure(
+    targets: dict[str, str], connections: tuple[int, ...], duration: str, rounds: int
+) -> dict[tuple[str, int], WrkResult]:
+    results: dict[tuple[str, int], list[WrkResult]] = {}
+    for url in targets.values():
+        run_wrk(url, 16, "2s")  # warm up: pools, caches, the gateway's resolver
+    for round_ in range(rounds):
+        order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+        for connection_count in connections:
+            for name in order:
+                result = run_wrk(targets[name], connection_count, duration)
+                results.setdefault((name, connection_count), []).append(result)
+                print(
+                    f"round {round_ + 1} {name} c{connection_count}: {result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms",
+                    file=sys.stderr,
+                )
+    return {key: _median(values) for key, values in results.items()}
+
+
+def _table(title: str, medians: dict[tuple[str, int], WrkResult]) -> None:
+    print(f"\n{title}\n")
+    print("| target | connections | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for (name, connections), r in sorted(medians.items(), key=lambda item: (-item[0][1], item[0][0])):
+        print(f"| {name} | {connections} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")
 
 
 def main() -> None:
@@ -71,60 +138,76 @@ def main() -> None:
         public_pem.write_bytes(
             key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
+        routes = Path(directory) / "routes.toml"
+        routes.write_text(ROUTES)
         common = {"DISCOVERY": "redis", "REDIS_URL": redis_server.url}
         try:
-            catalog_port, gateway_port = free_port(), free_port()
-            catalog = _service("catalog", catalog_port, {**common, "DATABASE_URL": f"sqlite:///{directory}/catalog.db"})
+            memory = _granian("bench.asgi_servers:create_app", free_port(), {})
+            processes.append(memory)
+            bare = _granian("bench.bare_proxy:create_app", free_port(), {"UPSTREAM_URL": memory.base_url})
+            processes.append(bare)
+            catalog = _service("catalog", free_port(), {**common, "DATABASE_URL": f"sqlite:///{directory}/catalog.db"})
             processes.append(catalog)
             gateway = _service(
                 "gateway",
-                gateway_port,
+                free_port(),
                 {
                     **common,
                     "JWT_PUBLIC_KEY_FILE": str(public_pem),
-                    "RATE_LIMITS": "default=1000000/1,burst=1000000;strict=5/1",
+                    "ROUTES_FILE": str(routes),
+                    "RATE_LIMITS": "default=1000000/1,burst=1000000",
+                    # The in-memory upstream is no flotilla service: it is found by a static URL.
+                    "DISCOVERY": "static",
+                    "SERVICE_URLS": f"catalog={catalog.base_url};memory={memory.base_url}",
                 },
             )
             processes.append(gateway)
             product_id = _create_product(catalog.base_url)
-            targets = {
-                "direct": f"{catalog.base_url}/products/{product_id}",
-                "gateway": f"{gateway.base_url}/api/catalog/products/{product_id}",
-            }
-            results: dict[tuple[str, int], list[WrkResult]] = {}
-            for url in targets.values():
-                run_wrk(url, 16, "2s")  # warm both up: pools, caches, the gateway's resolver
-            for round_ in range(args.rounds):
-                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
-                for connections in (64, 4, 1):
-                    for name in order:
-                        result = run_wrk(targets[name], connections, args.duration)
-                        results.setdefault((name, connections), []).append(result)
-                        print(
-                            f"round {round_ + 1} {name} c{connections}: {result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms",
-                            file=sys.stderr,
-                        )
+            in_memory = _measure(
+                {
+                    "direct": f"{memory.base_url}/products/42",
+                    "bare proxy": f"{bare.base_url}/products/42",
+                    "gateway": f"{gateway.base_url}/api/memory/products/42",
+                },
+                (64, 4),
+                args.duration,
+                args.rounds,
+            )
+            catalog_read = _measure(
+                {
+                    "direct": f"{catalog.base_url}/products/{product_id}",
+                    "gateway": f"{gateway.base_url}/api/catalog/products/{product_id}",
+                },
+                (64, 4, 1),
+                args.duration,
+                args.rounds,
+            )
         finally:
             for process in processes:
                 process.stop()
             redis_server.close()
 
-    medians = {key: _median(values) for key, values in results.items()}
     print(
-        f"machine: nproc {os.cpu_count()}, python {platform.python_version()}; wrk -t1 -d{args.duration}, median of {args.rounds} rounds\n"
+        f"machine: nproc {os.cpu_count()}, python {platform.python_version()}; wrk -t1 -d{args.duration}, median of {args.rounds} rounds"
     )
-    print("| target | connections | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for (name, connections), r in sorted(medians.items(), key=lambda item: (-item[0][1], item[0][0])):
-        print(f"| {name} | {connections} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")
-    direct, through = medians[("direct", 64)], medians[("gateway", 64)]
-    print(f"\nthroughput gateway/direct at 64 connections: {through.rps / direct.rps:.2f} (target >= 0.6)")
-    for connections in (4, 1):
-        light_direct, light_through = medians[("direct", connections)], medians[("gateway", connections)]
-        print(
-            f"added latency at {connections} connection(s): p50 {light_through.p50_ms - light_direct.p50_ms:+.2f} ms"
-            f" (target <= 1 ms), p99 {light_through.p99_ms - light_direct.p99_ms:+.2f} ms"
-        )
+    _table("In-memory upstream (a JSON product built per request):", in_memory)
+    _table("Catalog GET of one product (SQLite):", catalog_read)
+    ratio = in_memory[("gateway", 64)].rps / in_memory[("bare proxy", 64)].rps
+    print(f"\ngateway / bare proxy, in-memory upstream, 64 connections: {ratio:.2f} (aim >= 0.8)")
+    ratio = catalog_read[("gateway", 64)].rps / catalog_read[("direct", 64)].rps
+    print(f"gateway / direct, catalog GET, 64 connections: {ratio:.2f} (target >= 0.6)")
+    for name, medians, base in (
+        ("in-memory", in_memory, "bare proxy"),
+        ("in-memory", in_memory, "direct"),
+        ("catalog", catalog_read, "direct"),
+    ):
+        for connections in (4, 1):
+            if (base, connections) in medians:
+                through, under = medians[("gateway", connections)], medians[(base, connections)]
+                print(
+                    f"{name}, {connections} connection(s), gateway vs {base}: p50 {through.p50_ms - under.p50_ms:+.2f} ms,"
+                    f" p99 {through.p99_ms - under.p99_ms:+.2f} ms"
+                )
 
 
 if __name__ == "__main__":

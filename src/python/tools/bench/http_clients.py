@@ -36,7 +36,7 @@ from flotilla_kit.testing.ports import free_port
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 # The same in-memory Litestar app the ASGI server comparison serves (a small JSON product).
-UPSTREAM_APP = "asgi_servers:create_app"
+UPSTREAM_APP = "bench.asgi_servers:create_app"
 PATH = "/products/42"
 WARMUP_REQUESTS = 1000
 
