@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from litestar import Litestar, Request, Response, get
 
 
 @get("/{path:path}", sync_to_thread=False)
-async def forward(request: Request[object, object, object], path: str) -> Response[bytes]:
+async def forward(request: Request[Any, Any, Any], path: str) -> Response[bytes]:
     session: aiohttp.ClientSession = request.app.state.session
     async with session.get(request.app.state.upstream + path) as upstream:
         body = await upstream.read()
