@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from bench.wrk import WrkResult, run_wrk
 from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.processes import ServiceProcess, serve_asgi
 from flotilla_kit.testing.redis import start_redis
 
 ROUTES = """
@@ -65,27 +65,6 @@ def _create_product(catalog_url: str) -> str:
         request.add_header(name, value)
     with urllib.request.urlopen(request, timeout=10) as response:
         return str(json.loads(response.read())["id"])
-
-
-def _granian(target: str, port: int, env: dict[str, str]) -> ServiceProcess:
-    """An app served the way the services serve theirs: granian, one worker, uvloop, st runtime."""
-    argv = [sys.executable, "-m", "granian", target, "--factory", "--interface", "asgi", "--host", "127.0.0.1"]
-    argv += [
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--loop",
-        "uvloop",
-        "--runtime-mode",
-        "st",
-        "--http",
-        "1",
-        "--no-ws",
-    ]
-    process = ServiceProcess(argv, port=port, env=env, cwd=str(Path(__file__).parent))
-    process.wait_ready(timeout=60, path="/healthz")
-    return process
 
 
 def _median(results: list[WrkResult]) -> WrkResult:
@@ -142,9 +121,9 @@ def main() -> None:
         routes.write_text(ROUTES)
         common = {"DISCOVERY": "redis", "REDIS_URL": redis_server.url}
         try:
-            memory = _granian("bench.asgi_servers:create_app", free_port(), {})
+            memory = serve_asgi("bench.asgi_servers:create_app", free_port())
             processes.append(memory)
-            bare = _granian("bench.bare_proxy:create_app", free_port(), {"UPSTREAM_URL": memory.base_url})
+            bare = serve_asgi("bench.bare_proxy:create_app", free_port(), env={"UPSTREAM_URL": memory.base_url})
             processes.append(bare)
             catalog = _service("catalog", free_port(), {**common, "DATABASE_URL": f"sqlite:///{directory}/catalog.db"})
             processes.append(catalog)

@@ -20,18 +20,15 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.processes import serve_asgi
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
@@ -42,49 +39,6 @@ WARMUP_REQUESTS = 1000
 
 
 # ------------------------------------------------------------------ upstream process
-
-
-class Upstream:
-    """granian serving :func:`create_app` on a free loopback port, in a subprocess."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.base_url = f"http://{HOST}:{self.port}"
-        self._log = tempfile.TemporaryFile(mode="w+")
-        argv = [
-            sys.executable, "-m", "granian", UPSTREAM_APP, "--factory",
-            "--interface", "asgi", "--host", HOST, "--port", str(self.port), "--workers", "1",
-            "--loop", "uvloop", "--runtime-mode", "st", "--http", "1", "--no-ws",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(argv, cwd=HERE, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"upstream exited with {self.process.returncode}:\n{self._output()}")
-            try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.02)
-        raise TimeoutError(f"upstream not ready after {timeout}s:\n{self._output()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def _output(self) -> str:
-        self._log.seek(0)
-        return self._log.read()
 
 
 # ------------------------------------------------------------------ clients
@@ -222,9 +176,8 @@ def main() -> None:
 
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("aiohttp", "httpx", "granian", "litestar"))
     print(f"{versions}; python {sys.version.split()[0]}; {os.cpu_count()} cpus", file=sys.stderr)
-    upstream = Upstream()
+    upstream = serve_asgi(UPSTREAM_APP, free_port())
     try:
-        upstream.wait_ready()
         import uvloop
 
         results = uvloop.run(run_all(upstream.base_url + PATH, args.requests, args.concurrency, args.rounds))

@@ -17,7 +17,7 @@ from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.resolver import StaticResolver
 from flotilla_http import HttpClient
 from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.processes import serve_asgi
 
 # The source root holding flotilla_http: `python -m granian` imports the app from there by name.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +26,7 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def granian_upstream() -> Iterator[str]:
     """Base URL of upstream_app served by granian in a subprocess."""
-    port = free_port()
-    command = [
-        sys.executable, "-m", "granian", "--interface", "asgi",
-        "--factory", "flotilla_http.tests.upstream_app:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop",
-        "--runtime-mode", "st", "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    process = ServiceProcess(command, port=port, cwd=str(SOURCE_ROOT))
-    process.wait_ready(path="/healthz")
+    process = serve_asgi("flotilla_http.tests.upstream_app:create_app", free_port(), cwd=str(SOURCE_ROOT))
     yield process.base_url
     # In-flight /sleep requests need not finish: this process is ours alone.
     process.stop(timeout=5)

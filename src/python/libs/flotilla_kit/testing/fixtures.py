@@ -1,10 +1,11 @@
 """Pytest fixtures for real servers, shared by every test suite: import them into a conftest.py.
 
-    from flotilla_kit.testing.fixtures import postgres, redis_server  # noqa: F401
+    from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,15 @@ def postgres() -> Iterator[PostgresServer]:
     server = start_postgres()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """URL of a new, empty database: a SQLite file, then a PostgreSQL database (tests run on both)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/service.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex}")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -68,3 +69,18 @@ class ServiceProcess:
         """Everything the process has printed so far."""
         self._log.seek(0)
         return self._log.read()
+
+
+def serve_asgi(
+    target: str, port: int, *, env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> ServiceProcess:
+    """Serve the ASGI app factory ``target`` ("module:factory") as services are served: granian,
+    one worker, uvloop, single-threaded runtime, HTTP/1. Ready once ``/healthz`` answers."""
+    command = [
+        sys.executable, "-m", "granian", target, "--factory", "--interface", "asgi",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop",
+        "--runtime-mode", "st", "--http", "1", "--no-ws", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    process = ServiceProcess(command, port=port, env=env, cwd=cwd)
+    process.wait_ready(timeout=60, path="/healthz")
+    return process

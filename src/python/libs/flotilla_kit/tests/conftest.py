@@ -1,1 +1,1 @@
-from flotilla_kit.testing.fixtures import postgres
+from flotilla_kit.testing.fixtures import database_url, postgres

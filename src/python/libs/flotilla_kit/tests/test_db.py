@@ -1,7 +1,6 @@
 """The database layer on SQLite and on a real PostgreSQL server."""
 
 import asyncio
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -12,13 +11,9 @@ from flotilla_kit.migrations import MigrationError, applied_versions, discover, 
 SAMPLE = "flotilla_kit.tests.sample_migrations"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/nested/dir/test.db"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"t_{uuid.uuid4().hex}")
-    database = Database(url)
+@pytest.fixture
+async def db(database_url):
+    database = Database(database_url)
     yield database
     await database.dispose()
 
@@ -81,7 +76,7 @@ async def test_concurrent_writers_all_commit(db):
 
 
 async def test_sqlite_runs_in_wal_mode(tmp_path):
-    db = Database(f"sqlite:///{tmp_path}/wal.db")
+    db = Database(f"sqlite:///{tmp_path}/nested/dir/wal.db")  # missing folders are created
     try:
         async with db.reader() as session:
             assert (await session.execute(sa.text("PRAGMA journal_mode"))).scalar_one() == "wal"

@@ -1,10 +1,8 @@
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
 from flotilla_kit.db import Database
-from flotilla_kit.testing.fixtures import postgres, redis_server
+from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
 from flotilla_streams.connection import create_redis
 from flotilla_streams.schema import create_messaging_tables
 
@@ -33,14 +31,10 @@ async def make_database(url: str) -> Database:
     return db
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request, tmp_path):
+@pytest.fixture
+async def db(database_url):
     """A service database with the outbox and inbox tables, on SQLite and PostgreSQL in turn."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/service.db"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"s_{uuid.uuid4().hex}")
-    database = await make_database(url)
+    database = await make_database(database_url)
     yield database
     await database.dispose()
 
