@@ -1,8 +1,10 @@
 """HttpClient: calls to other services through discovery, with deadlines, retries and circuit breakers.
 
-Why aiohttp: measured with src/python/tools/bench/http_clients.py (one granian worker serving a
-small JSON product over loopback, 20000 GETs per run, concurrency 16 and 64, clients alternating,
-2 rounds, on the 2-core dev machine that also runs the upstream; aiohttp 3.14.5, httpx 0.28.1):
+Transport: flotilla_http's own HTTP/1.1 connections (``h1.py``, ``pool.py``: asyncio Protocols
+parsed by httptools' llhttp), chosen by measurement with src/python/tools/bench/http_clients.py
+(one granian worker serving a small JSON product over loopback, on the 2-core dev machine that
+also runs the upstream). The first round compared the two usual clients (aiohttp 3.14.5, httpx
+0.28.1, 20000 GETs per run, 2 rounds):
 
 | client | concurrency | req/s (best) | req/s (median) | p50 ms (median) | p99 ms (median) |
 |---|---|---|---|---|---|
@@ -11,12 +13,12 @@ small JSON product over loopback, 20000 GETs per run, concurrency 16 and 64, cli
 | aiohttp | 64 | 1973 | 1952 | 27.46 | 94.23 |
 | httpx | 64 | 313 | 264 | 162.65 | 1354.97 |
 
-aiohttp / httpx throughput: 6.8x at c16, 7.4x at c64 (a smoke run at 2000 requests gave 12x; at
-concurrency 1 httpx still took ~2.4x as long per request). httpx's pooled AsyncClient degrades
-with concurrent requests (a known, open issue: encode/httpx#3215), and its p99 at c64 exceeds a
-second, which no deadline budget between services can absorb. The gateway relays every request
-through this client, so the client's cost is the gateway's cost: aiohttp it is. It also streams
-request and response bodies and exposes raw header pairs, which the gateway needs.
+httpx's pooled AsyncClient degrades with concurrent requests (encode/httpx#3215); aiohttp served
+6.8-7.4x its requests and was used first. The gateway relays every request through this client,
+so the client's CPU per request is the gateway's: aiohttp's was ~200 µs, a bare llhttp connection
+~40 µs, and the bench's results table has the current figures of all three. The transport does
+what calls between services need and no more: HTTP/1.1 keep-alive, content-length and chunked
+bodies both ways, raw header pairs, connect timeout, TLS through asyncio.
 
 A call (``request`` or ``stream``) runs attempts until one gives an answer worth returning:
 
@@ -43,10 +45,8 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-import aiohttp
 import msgspec
-from multidict import CIMultiDict
-from yarl import URL
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from flotilla_discovery.balancer import Balancer, NoInstances
 from flotilla_discovery.instance import Instance
@@ -62,7 +62,9 @@ from flotilla_http.errors import (
     UpstreamTimeout,
 )
 from flotilla_http.metrics import ClientMetrics
+from flotilla_http.h1 import ConnectionBroken, RawHeaders
 from flotilla_http.policies import BreakerPolicy, RetryPolicy
+from flotilla_http.pool import Answer, ConnectFailed, ConnectionPool, Origin
 from flotilla_http.response import Response, StreamingResponse
 from flotilla_kit.context import request_id_var, trace_var
 from prometheus_client import CollectorRegistry
@@ -72,12 +74,14 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 # Below this, an attempt could not get an answer anyway: treat the deadline as passed.
 _MIN_ATTEMPT_SECONDS = 0.001
 # Set by the client on every attempt; a caller's (or an incoming request's relayed) copy is dropped,
-# as are headers that describe the connection or body aiohttp is about to write itself.
+# as are headers that describe the connection or body the transport writes itself.
 _MANAGED_HEADERS = frozenset(
     {DEADLINE_HEADER, "x-request-id", "traceparent", "host", "content-length", "transfer-encoding", "connection"}
 )
+_MANAGED_HEADER_BYTES = frozenset(name.encode() for name in _MANAGED_HEADERS)
+_DEADLINE_HEADER_BYTES = DEADLINE_HEADER.encode()
 
-Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+Headers = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 Body = AsyncIterable[bytes] | bytes | None
 A = TypeVar("A", Response, "_OpenStream")
 
@@ -94,10 +98,10 @@ class _Failure(Exception):
 class _OpenStream:
     """An answer whose body is still on the wire; ``close`` gives back the connection and the instance."""
 
-    def __init__(self, response: aiohttp.ClientResponse, instance: Instance, release: Callable[[], None]) -> None:
-        self.response = response
+    def __init__(self, answer: Answer, instance: Instance, release: Callable[[], None]) -> None:
+        self.answer = answer
         self.instance = instance
-        self.status = response.status
+        self.status = answer.status
         self._release = release
         self._closed = False
 
@@ -106,10 +110,7 @@ class _OpenStream:
             return
         self._closed = True
         self._release()
-        if self.response.content.at_eof():
-            self.response.release()  # read whole: the connection goes back to the pool
-        else:
-            self.response.close()  # a half-read body cannot be skipped: drop the connection
+        self.answer.release()  # back to the pool when read whole, else the connection is dropped
 
 
 class _StreamBody:
@@ -135,6 +136,7 @@ class _Call(Generic[A]):
     def __init__(self, service: str, method: str, deadline: float, idempotent: bool, body: _StreamBody | None) -> None:
         self.service = service
         self.method = method
+        self.method_bytes = method.encode("ascii")
         self.deadline = deadline
         self.idempotent = idempotent
         self.stream_body = body
@@ -193,28 +195,19 @@ class HttpClient:
         self._rng = rng or random.Random()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._budgets: dict[str, RetryBudget] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._origins: dict[str, Origin] = {}
+        self._pool: ConnectionPool | None = None
 
     async def start(self) -> None:
         """Open the connection pool (in the running event loop). Starting twice is a no-op."""
-        if self._session is not None:
-            return
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            # Deadlines are enforced per attempt with asyncio.timeout; only connecting has its own cap.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-            # A shared client must never carry one caller's cookies into another caller's request.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            raise_for_status=False,
-        )
+        if self._pool is None:
+            self._pool = ConnectionPool(limit=self._max_connections, connect_timeout=self._connect_timeout)
 
     async def close(self) -> None:
         """Close the pool; calls in flight fail. Closing twice is a no-op."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     async def __aenter__(self) -> HttpClient:
         await self.start()
@@ -255,12 +248,14 @@ class HttpClient:
         request_headers = _headers(headers)
         if json is not None:
             content = msgspec.json.encode(json)
-            request_headers.setdefault("content-type", "application/json")
+            if not any(name == b"content-type" for name, _ in request_headers):
+                request_headers.append((b"content-type", b"application/json"))
         call: _Call[Response] = self._new_call(service, method, path, timeout, idempotent, None)
+        target = path.encode("ascii")
 
         async def send(instance: Instance, attempt_deadline: float, release: Callable[[], None]) -> Response:
             try:
-                return await self._send_whole(call, instance, path, request_headers, content, attempt_deadline)
+                return await self._send_whole(call, instance, target, request_headers, content, attempt_deadline)
             finally:
                 release()
 
@@ -284,7 +279,7 @@ class HttpClient:
         encoding), and the answer's body is read with ``iter_chunks``; neither is held whole.
         Retries as ``request`` does until the answer's headers arrive, except that once a streamed
         ``body`` has started to be sent it is never sent again (bytes bodies are). The deadline
-        covers the whole exchange, body included. The answer is not decompressed, and aiohttp adds
+        covers the whole exchange, body included. The answer is not decompressed, and the client adds
         no Accept-Encoding of its own. Raises as ``request``; ``iter_chunks`` raises
         UpstreamTimeout or UpstreamConnectError when the body does not arrive whole.
         """
@@ -292,11 +287,12 @@ class HttpClient:
         content = body if isinstance(body, bytes) else None
         request_headers = _headers(headers)
         call: _Call[_OpenStream] = self._new_call(service, method, path, timeout, idempotent, stream_body)
+        target = path.encode("ascii")
 
         async def send(instance: Instance, attempt_deadline: float, release: Callable[[], None]) -> _OpenStream:
             try:
                 return await self._send_streaming(
-                    call, instance, path, request_headers, content, attempt_deadline, release
+                    call, instance, target, request_headers, content, attempt_deadline, release
                 )
             except BaseException:
                 release()
@@ -304,7 +300,7 @@ class HttpClient:
 
         opened = await self._measured(call, self._attempts(call, send))
         try:
-            yield StreamingResponse(service, opened.response, opened.instance, call.deadline)
+            yield StreamingResponse(service, opened.answer, opened.instance, call.deadline)
         finally:
             opened.close()
 
@@ -464,90 +460,87 @@ class HttpClient:
 
     # ------------------------------------------------------------------ sending
 
-    def _session_or_fail(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _pool_or_fail(self) -> ConnectionPool:
+        if self._pool is None:
             raise RuntimeError("HttpClient is not started: await client.start() (or use async with) first")
-        return self._session
+        return self._pool
 
-    def _prepare(
-        self, instance: Instance, path: str, headers: CIMultiDict[str], deadline: float
-    ) -> tuple[URL, CIMultiDict[str]]:
-        url = _url(instance, path)
-        attempt_headers = headers.copy()
-        attempt_headers[DEADLINE_HEADER] = header_value(deadline)
+    def _origin(self, instance: Instance) -> Origin:
+        origin = self._origins.get(instance.url)
+        if origin is None:
+            origin = self._origins[instance.url] = Origin.parse(instance.url)
+        return origin
+
+    def _attempt_headers(self, headers: RawHeaders, deadline: float) -> RawHeaders:
+        attempt_headers = [*headers, (_DEADLINE_HEADER_BYTES, header_value(deadline).encode())]
         request_id = request_id_var.get()
         if request_id is not None:
-            attempt_headers["x-request-id"] = request_id
+            attempt_headers.append((b"x-request-id", request_id.encode("latin-1")))
         trace = trace_var.get()
         if trace is not None:
-            attempt_headers["traceparent"] = trace.child().traceparent
-        return url, attempt_headers
+            attempt_headers.append((b"traceparent", trace.child().traceparent.encode("latin-1")))
+        return attempt_headers
+
+    async def _open(
+        self,
+        call: _Call[Any],
+        instance: Instance,
+        path: bytes,
+        headers: RawHeaders,
+        body: bytes | AsyncIterator[bytes] | None,
+        deadline: float,
+    ) -> Answer:
+        """Send one attempt and wait for the answer's head (raises _Failure when there is none)."""
+        pool = self._pool_or_fail()
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                return await pool.request(
+                    self._origin(instance), call.method_bytes, path, self._attempt_headers(headers, deadline), body
+                )
+        except ConnectFailed as error:
+            raise _Failure("connect_error", instance, str(error)) from error
+        except TimeoutError as error:
+            raise _Failure("timeout", instance, "no answer before the deadline") from error
+        except ConnectionBroken as error:
+            raise _Failure("lost_connection", instance, str(error)) from error
 
     async def _send_whole(
         self,
         call: _Call[Response],
         instance: Instance,
-        path: str,
-        headers: CIMultiDict[str],
+        path: bytes,
+        headers: RawHeaders,
         content: bytes | None,
         deadline: float,
     ) -> Response:
-        session = self._session_or_fail()
-        url, attempt_headers = self._prepare(instance, path, headers, deadline)
-        answered = False
+        answer = await self._open(call, instance, path, headers, content, deadline)
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
-                async with session.request(
-                    call.method, url, headers=attempt_headers, data=content, allow_redirects=False
-                ) as response:
-                    answered = True
-                    body = await response.read()
-                    return Response(response.status, response.headers, body, instance)
-        except aiohttp.ClientConnectorError as error:
-            raise _Failure("connect_error", instance, repr(error)) from error
-        except aiohttp.ConnectionTimeoutError as error:  # before TimeoutError: it is one too
-            raise _Failure("connect_error", instance, "connect timed out") from error
+                body = await answer.read()
         except TimeoutError as error:
-            raise _Failure("body_timeout" if answered else "timeout", instance, "deadline reached") from error
-        except aiohttp.ClientError as error:
-            raise _Failure("lost_connection", instance, repr(error)) from error
+            raise _Failure("body_timeout", instance, "deadline reached") from error
+        except ConnectionBroken as error:
+            raise _Failure("lost_connection", instance, str(error)) from error
+        finally:
+            answer.release()
+        headers_read = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in answer.headers)
+        return Response(answer.status, CIMultiDictProxy(headers_read), body, instance)
 
     async def _send_streaming(
         self,
         call: _Call[_OpenStream],
         instance: Instance,
-        path: str,
-        headers: CIMultiDict[str],
+        path: bytes,
+        headers: RawHeaders,
         content: bytes | None,
         deadline: float,
         release: Callable[[], None],
     ) -> _OpenStream:
-        session = self._session_or_fail()
-        url, attempt_headers = self._prepare(instance, path, headers, deadline)
         data: bytes | AsyncIterator[bytes] | None = content
         if call.stream_body is not None:
             data = call.stream_body.attempt_body()
-        try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                response = await session.request(
-                    call.method,
-                    url,
-                    headers=attempt_headers,
-                    data=data,
-                    allow_redirects=False,
-                    auto_decompress=False,
-                    # Relaying: send what the caller sent, not aiohttp's defaults.
-                    skip_auto_headers=("Accept-Encoding", "Content-Type"),
-                )
-        except aiohttp.ClientConnectorError as error:
-            raise _Failure("connect_error", instance, repr(error)) from error
-        except aiohttp.ConnectionTimeoutError as error:
-            raise _Failure("connect_error", instance, "connect timed out") from error
-        except TimeoutError as error:
-            raise _Failure("timeout", instance, "no answer before the deadline") from error
-        except aiohttp.ClientError as error:
-            raise _Failure("lost_connection", instance, repr(error)) from error
-        return _OpenStream(response, instance, release)
+        answer = await self._open(call, instance, path, headers, data, deadline)
+        return _OpenStream(answer, instance, release)
 
     # ------------------------------------------------------------------ per service state
 
@@ -577,15 +570,28 @@ class HttpClient:
         self.metrics.breaker_transitions.labels(service, old.name.lower(), new.name.lower()).inc()
 
 
-def _headers(headers: Headers | None) -> CIMultiDict[str]:
-    """The caller's headers minus those the client sets itself (repeats kept)."""
-    result: CIMultiDict[str] = CIMultiDict()
+def _headers(headers: Headers | None) -> RawHeaders:
+    """The caller's headers minus those the client sets itself (repeats kept), ready for the wire.
+
+    Bytes pairs (as a server received them: the gateway relaying) are taken as they are; str pairs
+    are checked for line breaks, which would let a value start a header of its own.
+    """
     if headers is None:
-        return result
+        return []
     pairs = headers.items() if isinstance(headers, Mapping) else headers
+    result: RawHeaders = []
     for name, value in pairs:
-        if name.lower() not in _MANAGED_HEADERS:
-            result.add(name, value)
+        if isinstance(name, bytes) and isinstance(value, bytes):
+            lowered_bytes = name.lower()
+            if lowered_bytes not in _MANAGED_HEADER_BYTES:
+                result.append((lowered_bytes, value))
+            continue
+        lowered = str(name).lower()
+        if lowered not in _MANAGED_HEADERS:
+            text = str(value)
+            if "\r" in text or "\n" in text or "\0" in text:
+                raise ValueError(f"header {name!r} holds a line break or NUL")
+            result.append((lowered.encode("latin-1"), text.encode("latin-1")))
     return result
 
 
@@ -595,11 +601,6 @@ def _check_path(path: str) -> None:
         raise ValueError(f"path must start with a single '/': {path!r}")
     if any(not "!" <= char <= "~" for char in path):
         raise ValueError(f"path must be percent-encoded, without spaces or controls: {path!r}")
-
-
-def _url(instance: Instance, path: str) -> URL:
-    # encoded=True: the path is sent byte for byte as the caller (the gateway: its client) wrote it.
-    return URL(instance.url.rstrip("/") + path, encoded=True)
 
 
 def _close(answer: Response | _OpenStream) -> None:

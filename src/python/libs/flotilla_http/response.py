@@ -7,12 +7,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, overload
 
-import aiohttp
 import msgspec
 from multidict import CIMultiDictProxy
 
 from flotilla_discovery.instance import Instance
 from flotilla_http.errors import UpstreamConnectError, UpstreamTimeout
+from flotilla_http.h1 import ConnectionBroken
+from flotilla_http.pool import Answer
 
 T = TypeVar("T")
 
@@ -59,13 +60,13 @@ class StreamingResponse:
     bytes, ready for ASGI). The body is not decompressed: relay ``content-encoding`` with it.
     """
 
-    def __init__(self, service: str, response: aiohttp.ClientResponse, instance: Instance, deadline: float) -> None:
+    def __init__(self, service: str, answer: Answer, instance: Instance, deadline: float) -> None:
         self.service = service
-        self.status = response.status
-        self.raw_headers: list[tuple[bytes, bytes]] = list(response.raw_headers)
+        self.status = answer.status
+        self.raw_headers: list[tuple[bytes, bytes]] = answer.headers
         self.headers: list[tuple[str, str]] = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers]
         self.instance = instance
-        self._response = response
+        self._answer = answer
         self._deadline = deadline
 
     async def iter_chunks(self, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -74,16 +75,15 @@ class StreamingResponse:
         Raises UpstreamTimeout when the body does not end before the call's deadline, and
         UpstreamConnectError when the connection breaks before it ends.
         """
-        read: Callable[[int], Any] = self._response.content.read
         while True:
             try:
                 async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
-                    chunk: bytes = await read(chunk_size)
+                    chunk = await self._answer.read_chunk(chunk_size)
             except TimeoutError:
                 message = "body not received before the deadline"
                 raise UpstreamTimeout(self.service, message, instance=self.instance) from None
-            except aiohttp.ClientError as error:
-                message = f"body broken off: {error!r}"
+            except ConnectionBroken as error:
+                message = f"body broken off: {error}"
                 raise UpstreamConnectError(self.service, message, instance=self.instance) from error
             if not chunk:
                 return

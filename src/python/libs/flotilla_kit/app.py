@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import ASGIApp, ControllerRouterHandler
 
 from flotilla_kit.db import Database
 from flotilla_kit.discovery import registration_component, resolver_component
@@ -46,6 +46,7 @@ def create_service_app(
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     dependencies: Mapping[str, Provide] | None = None,
     database: bool = True,
+    wrap_handler: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> Litestar:
     """Build a service's Litestar app with the runtime every service shares.
 
@@ -53,6 +54,9 @@ def create_service_app(
     ``settings.migrate_on_start``, then enters ``components`` in order; shutdown leaves them in
     reverse order and closes the database. Handlers get ``db`` (Database) and ``settings`` injected.
     A service without state of its own (the gateway) passes ``database=False``.
+    ``wrap_handler`` puts a raw ASGI layer between the request-context layer and Litestar, for a
+    hot path that must not pay for Litestar's routing and handler machinery (the gateway's relay);
+    its requests still get ids, traces, deadlines and metrics.
     """
     metrics = ServiceMetrics(settings.service_name)
     metrics.info.info({"version": version, "git_revision": settings.git_revision})
@@ -117,5 +121,6 @@ def create_service_app(
         logging_config=None,
     )
     # Outermost, so that even requests matching no route get ids, traces and metrics.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler, metrics)
+    handler = wrap_handler(app.asgi_handler) if wrap_handler else app.asgi_handler
+    app.asgi_handler = RequestContextMiddleware(handler, metrics)
     return app

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Send
 
 from flotilla_kit.context import request_id_var
 
@@ -75,6 +75,10 @@ class Conflict(Problem):
     status, type_name = 409, "conflict"
 
 
+class ContentTooLarge(Problem):
+    status, type_name = 413, "content-too-large"
+
+
 class Unprocessable(Problem):
     status, type_name = 422, "unprocessable"
 
@@ -95,6 +99,28 @@ class GatewayTimeout(Problem):
     status, type_name = 504, "gateway-timeout"
 
 
+def problem_details(
+    status: int,
+    *,
+    instance: str,
+    type_name: str | None = None,
+    detail: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> ProblemDetails:
+    """The body of a problem answer with ``status`` about ``instance`` (a path), with the request id."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    slug = type_name or phrase.lower().replace(" ", "-").replace("'", "")
+    return ProblemDetails(
+        type=PROBLEM_TYPE_BASE + slug,
+        title=phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        request_id=request_id_var.get(),
+        errors=errors,
+    )
+
+
 def problem_response(
     request: Request[Any, Any, Any],
     status: int,
@@ -104,18 +130,21 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ProblemDetails]:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    slug = type_name or phrase.lower().replace(" ", "-").replace("'", "")
-    body = ProblemDetails(
-        type=PROBLEM_TYPE_BASE + slug,
-        title=phrase,
-        status=status,
-        detail=detail,
-        instance=request.url.path,
-        request_id=request_id_var.get(),
-        errors=errors,
-    )
+    body = problem_details(status, instance=request.url.path, type_name=type_name, detail=detail, errors=errors)
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+async def send_problem(send: Send, problem: Problem, *, instance: str) -> None:
+    """Answer with ``problem`` over raw ASGI, for handlers that run outside Litestar (the gateway's relay)."""
+    body = msgspec.json.encode(
+        problem_details(
+            problem.status, instance=instance, type_name=problem.type_name, detail=problem.detail, errors=problem.errors
+        )
+    )
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (problem.headers or {}).items()]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _problem_handler(request: Request[Any, Any, Any], exc: Problem) -> Response[ProblemDetails]:

@@ -13,10 +13,12 @@ from flotilla_http.client import HttpClient
 from flotilla_kit.app import create_service_app
 from flotilla_kit.info import read_version
 from flotilla_kit.settings import SettingsError
-from gateway.api import Gateway, openapi_document, routed, storefront
+from gateway.api import COMPOSED_PREFIXES, openapi_document, storefront
 from gateway.auth import KeyConfigError, TokenVerifier
+from gateway.core import Gateway
 from gateway.openapi import MergedOpenApi
 from gateway.ratelimit import RateLimiter, parse_rate_limits
+from gateway.relay import Relay
 from gateway.routes import RouteError, load_routes
 from gateway.settings import GatewaySettings
 
@@ -56,6 +58,8 @@ def create_app(settings: GatewaySettings) -> Litestar:
     if problems:
         raise SettingsError(problems)
 
+    relay = Relay(settings.max_request_body_bytes)
+
     @contextlib.asynccontextmanager
     async def gateway_component(app: Litestar) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
@@ -65,7 +69,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             metrics_registry=app.state.metrics.registry,
         )
         await http.start()
-        app.state.gateway = Gateway(
+        app.state.gateway = relay.gateway = Gateway(
             routes=routes,
             verifier=verifier,
             limiter=RateLimiter(client, rate_classes),
@@ -85,13 +89,15 @@ def create_app(settings: GatewaySettings) -> Litestar:
         try:
             yield
         finally:
+            relay.gateway = None
             await http.close()
             await client.aclose()
 
     return create_service_app(
         settings,
         version=VERSION,
-        route_handlers=[routed, storefront, openapi_document],
+        route_handlers=[storefront, openapi_document],
         components=[gateway_component],
         database=False,
+        wrap_handler=lambda litestar: relay.wrap(litestar, composed_prefixes=COMPOSED_PREFIXES),
     )
