@@ -38,10 +38,11 @@ UpstreamError.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -111,6 +112,26 @@ class _OpenStream:
         self._closed = True
         self._release()
         self.answer.release()  # back to the pool when read whole, else the connection is dropped
+
+
+class _OpenedOnEnter:
+    """What ``HttpClient.stream`` returns: the call is made on entering, its connection let go on leaving."""
+
+    __slots__ = ("_deadline", "_open", "_opened", "_service")
+
+    def __init__(self, open_: Callable[[], Awaitable[_OpenStream]], service: str, deadline: float) -> None:
+        self._open = open_
+        self._service = service
+        self._deadline = deadline
+        self._opened: _OpenStream | None = None
+
+    async def __aenter__(self) -> StreamingResponse:
+        self._opened = opened = await self._open()
+        return StreamingResponse(self._service, opened.answer, opened.instance, self._deadline)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._opened is not None:
+            self._opened.close()
 
 
 class _StreamBody:
@@ -189,6 +210,7 @@ class HttpClient:
         self.breaker_policy = breaker
         self.metrics_registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
         self.metrics = ClientMetrics(self.metrics_registry)
+        self._call_outcomes = functools.cache(self.metrics.requests.labels)  # children by label values
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
         self._clock = clock
@@ -261,8 +283,7 @@ class HttpClient:
 
         return await self._measured(call, self._attempts(call, send))
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self,
         service: str,
         method: str,
@@ -272,8 +293,8 @@ class HttpClient:
         body: Body = None,
         timeout: float | None = None,
         idempotent: bool | None = None,
-    ) -> AsyncIterator[StreamingResponse]:
-        """Call ``method path`` on ``service`` and yield the answer with its body still to read.
+    ) -> AbstractAsyncContextManager[StreamingResponse]:
+        """Call ``method path`` on ``service``; entering gives the answer with its body still to read.
 
         For relaying large bodies: ``body`` may be an async iterable of chunks (streamed, chunked
         encoding), and the answer's body is read with ``iter_chunks``; neither is held whole.
@@ -298,11 +319,7 @@ class HttpClient:
                 release()
                 raise
 
-        opened = await self._measured(call, self._attempts(call, send))
-        try:
-            yield StreamingResponse(service, opened.answer, opened.instance, call.deadline)
-        finally:
-            opened.close()
+        return _OpenedOnEnter(lambda: self._measured(call, self._attempts(call, send)), service, call.deadline)
 
     # ------------------------------------------------------------------ attempts
 
@@ -349,7 +366,7 @@ class HttpClient:
             outcome = "ok" if answer.status < 400 else "client_error" if answer.status < 500 else "server_error"
             return answer
         finally:
-            self.metrics.requests.labels(call.service, call.method, outcome).inc()
+            self._call_outcomes(call.service, call.method, outcome).inc()
 
     async def _attempts(self, call: _Call[A], send: Callable[[Instance, float, Callable[[], None]], Awaitable[A]]) -> A:
         """Run attempts of ``call``; return the last answer or raise what the last failure means."""
@@ -515,8 +532,10 @@ class HttpClient:
     ) -> Response:
         answer = await self._open(call, instance, path, headers, content, deadline)
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                body = await answer.read()
+            body = answer.read_arrived()
+            if body is None:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    body = await answer.read()
         except TimeoutError as error:
             raise _Failure("body_timeout", instance, "deadline reached") from error
         except ConnectionBroken as error:

@@ -138,6 +138,16 @@ class H1Connection(asyncio.Protocol):
             self._active = False
         return chunk
 
+    def take_whole_body(self) -> bytes | None:
+        """The rest of the body if the answer has arrived whole, else None (nothing is taken then)."""
+        if not self._complete:
+            return None
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._active = False
+        return body
+
     def _start_exchange(self, *, head_only: bool) -> None:
         self._active = True
         self._head = self._loop.create_future()

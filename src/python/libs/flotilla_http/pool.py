@@ -59,6 +59,10 @@ class Answer:
         """The next piece of the body (at most ``limit`` bytes); b"" at its end. Raises ConnectionBroken."""
         return await self._connection.read_chunk(limit)
 
+    def read_arrived(self) -> bytes | None:
+        """The rest of the body when all of it has arrived already, else None (and nothing is taken)."""
+        return self._connection.take_whole_body()
+
     async def read(self) -> bytes:
         """The rest of the body in one piece. Raises ConnectionBroken."""
         chunks = []

@@ -91,4 +91,7 @@ class StreamingResponse:
 
     async def read(self) -> bytes:
         """The rest of the body in one piece (for small answers, such as an error's). Raises as iter_chunks."""
+        arrived = self._answer.read_arrived()
+        if arrived is not None:
+            return arrived  # a small answer usually arrives with its head: nothing to wait for
         return b"".join([chunk async for chunk in self.iter_chunks()])

@@ -6,6 +6,7 @@ get ids, traces and metrics too.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -33,6 +34,9 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Children cached per label values: labels() validates and locks on every call.
+        self._requests = functools.cache(metrics.requests.labels)
+        self._latency = functools.cache(metrics.latency.labels)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,8 +80,8 @@ class RequestContextMiddleware:
             metrics.in_flight.dec()
             route = _route_label(scope)
             method = scope["method"]  # type: ignore[typeddict-item]  # an http scope, checked above
-            metrics.requests.labels(method, route, str(status)).inc()
-            metrics.latency.labels(method, route).observe(elapsed)
+            self._requests(method, route, str(status)).inc()
+            self._latency(method, route).observe(elapsed)
             request_id_var.reset(request_id_token)
             trace_var.reset(trace_token)
             deadline_var.reset(deadline_token)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as redis
 from litestar import Litestar
 
 from flotilla_discovery.balancer import Balancer
@@ -17,6 +16,7 @@ from gateway.api import COMPOSED_PREFIXES, openapi_document, storefront
 from gateway.auth import KeyConfigError, TokenVerifier
 from gateway.core import Gateway
 from gateway.openapi import MergedOpenApi
+from gateway.pipelined_redis import PipelinedRedis
 from gateway.ratelimit import RateLimiter, parse_rate_limits
 from gateway.relay import Relay
 from gateway.routes import RouteError, load_routes
@@ -53,16 +53,21 @@ def create_app(settings: GatewaySettings) -> Litestar:
         problems.append("routes need authentication: set JWT_PUBLIC_KEY_FILE or JWKS_FILE")
     for unknown in sorted({r.rate_limit for r in routes} - set(rate_classes)):
         problems.append(f"routes use rate class {unknown!r}, which RATE_LIMITS does not define")
+    limits_redis = None
     if not settings.redis_url:
         problems.append("REDIS_URL: the gateway keeps its rate limits in Redis")
-    if problems:
+    else:
+        try:
+            limits_redis = PipelinedRedis(settings.redis_url)
+        except ValueError as exc:
+            problems.append(f"REDIS_URL: {exc}")
+    if problems or limits_redis is None:
         raise SettingsError(problems)
 
     relay = Relay(settings.max_request_body_bytes)
 
     @contextlib.asynccontextmanager
     async def gateway_component(app: Litestar) -> AsyncIterator[None]:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
         http = HttpClient(
             Balancer(app.state.resolver),
             default_timeout=settings.upstream_timeout_seconds,
@@ -72,7 +77,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         app.state.gateway = relay.gateway = Gateway(
             routes=routes,
             verifier=verifier,
-            limiter=RateLimiter(client, rate_classes),
+            limiter=RateLimiter(limits_redis, rate_classes),
             client=http,
             openapi=MergedOpenApi(
                 http,
@@ -85,13 +90,13 @@ def create_app(settings: GatewaySettings) -> Litestar:
             upstream_timeout=settings.upstream_timeout_seconds,
             composition_timeout=settings.composition_timeout_seconds,
         )
-        app.state.readiness_checks["redis"] = client.ping
+        app.state.readiness_checks["redis"] = limits_redis.ping
         try:
             yield
         finally:
             relay.gateway = None
             await http.close()
-            await client.aclose()
+            await limits_redis.close()
 
     return create_service_app(
         settings,

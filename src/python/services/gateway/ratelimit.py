@@ -1,32 +1,50 @@
-"""Per-caller rate limits in Redis: GCRA in one Lua script, so concurrent gateways agree exactly."""
+"""Per-caller rate limits in Redis: GCRA in one Lua script, so concurrent gateways never admit more
+than a limit allows between them.
+
+A busy caller does not cost a Redis round trip per request: the script can hand out several
+permits at once (a lease), which this gateway then spends locally for up to ``LEASE_SECONDS``.
+The lease doubles while the caller spends it in time (as TCP's slow start grows its window),
+halves when it lapses, and is capped at a twentieth of the class's burst; Redis never grants more
+than the limit has left. A permit leased by one gateway and not spent there is lost, so gateways
+sharing a caller never admit more than the limit between them, at worst a lease fewer each. A
+denial is remembered until the time Redis named, which is exact: other gateways' admissions can
+only push that time later.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 
-import redis.asyncio as redis
+from gateway.pipelined_redis import PipelinedRedis
 
 # GCRA (generic cell rate algorithm): one key per caller and class holding the "theoretical
-# arrival time". A request is allowed when it would not push that time more than the burst ahead
-# of now. Atomic in Redis, exact under any concurrency, O(1) memory per caller.
+# arrival time" (TAT). A request is allowed when it would not push that time more than the burst
+# ahead of now; taking k permits at once pushes it k intervals. Atomic in Redis, exact under any
+# concurrency, O(1) memory per caller.
 _GCRA = """
 local key = KEYS[1]
 local interval = tonumber(ARGV[1])      -- microseconds between requests at the sustained rate
 local burst = tonumber(ARGV[2])         -- requests allowed at once
+local wanted = tonumber(ARGV[3])        -- permits asked for (a lease); at least one is needed
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', key) or now)
 if tat < now then tat = now end
-local allow_at = tat + interval - burst * interval
-if now < allow_at then
-  return {0, allow_at - now}
+local available = math.floor((now + burst * interval - tat) / interval)
+if available < 1 then
+  return {0, tat + interval - burst * interval - now}
 end
-local new_tat = tat + interval
+local granted = math.min(wanted, available)
+local new_tat = tat + granted * interval
 redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
+return {granted, 0}
 """
+# How long leased permits stay spendable, and so how much of a caller's rate one lease covers.
+LEASE_SECONDS = 0.1
+_MAX_CALLERS = 10_000  # local states kept before expired ones are swept
 
 
 @dataclass(frozen=True)
@@ -63,20 +81,70 @@ class Decision:
     retry_after_seconds: int  # whole seconds, as Retry-After wants; 0 when allowed
 
 
+@dataclass
+class _CallerState:
+    """What this gateway knows of one caller and class between trips to Redis."""
+
+    permits: int = 0  # leased, not spent yet
+    expires: float = 0.0  # when unspent permits lapse
+    denied_until: float = 0.0
+    lease: int = 1
+
+    def next_lease(self, now: float, cap: int) -> int:
+        """Permits to ask for: doubling while leases are spent before they lapse, halving when not."""
+        self.lease = min(cap, self.lease * 2) if now < self.expires else max(1, self.lease // 2)
+        return self.lease
+
+
+_ALLOWED = Decision(True, 0)
+
+
 class RateLimiter:
     def __init__(
-        self, client: redis.Redis, classes: dict[str, RateClass], *, namespace: str = "flotilla:ratelimit"
+        self, redis: PipelinedRedis, classes: dict[str, RateClass], *, namespace: str = "flotilla:ratelimit"
     ) -> None:
         self.classes = classes
         self.namespace = namespace
-        self._script = client.register_script(_GCRA)
+        self.redis_calls = 0
+        self._redis = redis
+        self._callers: dict[str, _CallerState] = {}
+        self._next_sweep = 0.0
 
     async def check(self, rate_class: str, caller_key: str) -> Decision:
-        """Count one request of ``caller_key`` against ``rate_class``; raises KeyError for an unknown class."""
+        """Count one request of ``caller_key`` against ``rate_class``.
+
+        Raises KeyError for an unknown class, RedisUnavailable (an OSError) or ResponseError.
+        """
         limits = self.classes[rate_class]
-        allowed, wait_us = await self._script(
-            keys=[f"{self.namespace}:{rate_class}:{caller_key}"], args=[limits.interval_us, limits.burst]
+        key = f"{self.namespace}:{rate_class}:{caller_key}"
+        now = time.monotonic()
+        state = self._callers.get(key)
+        if state is None:
+            self._sweep(now)
+            state = self._callers[key] = _CallerState()
+        elif state.permits > 0 and now < state.expires:
+            state.permits -= 1
+            return _ALLOWED
+        elif now < state.denied_until:
+            return Decision(False, max(1, math.ceil(state.denied_until - now)))
+        wanted = state.next_lease(now, cap=max(1, limits.burst // 20))
+        self.redis_calls += 1
+        granted, wait_us = await self._redis.eval_script(
+            _GCRA, keys=[key], args=[limits.interval_us, limits.burst, wanted]
         )
-        if allowed:
-            return Decision(True, 0)
-        return Decision(False, max(1, math.ceil(int(wait_us) / 1_000_000)))
+        now = time.monotonic()
+        if granted:
+            state.permits = (state.permits if now < state.expires else 0) + int(granted) - 1
+            state.expires = now + LEASE_SECONDS
+            return _ALLOWED
+        wait = int(wait_us) / 1_000_000
+        state.denied_until = now + wait
+        return Decision(False, max(1, math.ceil(wait)))
+
+    def _sweep(self, now: float) -> None:
+        # Many callers come once (anonymous IPs): forget the ones with nothing left to remember.
+        if len(self._callers) < _MAX_CALLERS or now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        for key in [k for k, s in self._callers.items() if s.expires <= now and s.denied_until <= now]:
+            del self._callers[key]

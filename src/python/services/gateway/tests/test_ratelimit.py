@@ -1,9 +1,9 @@
 import asyncio
 
 import pytest
-import redis.asyncio as redis
 
 from flotilla_kit.testing.redis import start_redis
+from gateway.pipelined_redis import PipelinedRedis
 from gateway.ratelimit import RateClass, RateLimiter, parse_rate_limits
 
 
@@ -23,9 +23,9 @@ def test_bad_rate_classes_are_refused(spec):
 @pytest.fixture
 async def limiter():
     server = start_redis()
-    client = redis.Redis.from_url(server.url)
+    client = PipelinedRedis(server.url)
     yield RateLimiter(client, {"tight": RateClass(10, 60.0, 10), "loose": RateClass(1000, 1.0, 1000)})
-    await client.aclose()
+    await client.close()
     server.close()
 
 
@@ -40,3 +40,39 @@ async def test_callers_and_classes_have_separate_budgets(limiter):
     for caller in ("caller:a", "caller:b"):
         assert sum([(await limiter.check("tight", caller)).allowed for _ in range(12)]) == 10
     assert (await limiter.check("loose", "caller:a")).allowed
+
+
+async def test_a_busy_caller_asks_redis_once_per_lease_not_per_request(limiter):
+    decisions = [await limiter.check("loose", "caller:busy") for _ in range(500)]
+    assert all(d.allowed for d in decisions)
+    assert limiter.redis_calls < 100
+
+
+async def test_a_denial_is_answered_locally_until_the_time_redis_named(limiter):
+    for _ in range(10):
+        assert (await limiter.check("tight", "caller:d")).allowed
+    assert not (await limiter.check("tight", "caller:d")).allowed
+    calls = limiter.redis_calls
+    for _ in range(20):
+        assert not (await limiter.check("tight", "caller:d")).allowed
+    assert limiter.redis_calls == calls
+
+
+async def test_two_gateways_leasing_never_admit_more_than_the_limit_between_them():
+    server = start_redis()
+    clients = [PipelinedRedis(server.url), PipelinedRedis(server.url)]
+    # 200 a minute with bursts of 200: leases of up to 10 permits; no refill during the test.
+    gateways = [RateLimiter(client, {"shared": RateClass(200, 60.0, 200)}) for client in clients]
+    try:
+        allowed = 0
+        for round_ in range(60):  # both busy, one after the other and at once
+            results = await asyncio.gather(*(g.check("shared", "caller:x") for g in gateways for _ in range(5)))
+            allowed += sum(d.allowed for d in results)
+        assert allowed <= 200
+        # Permits leased by one gateway and unspent are lost to the other, never more than a lease each.
+        assert allowed >= 200 - 2 * 10
+        assert sum(g.redis_calls for g in gateways) < 600
+    finally:
+        for client in clients:
+            await client.close()
+        server.close()
