@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -35,9 +37,33 @@ def parse_wrk(out: str) -> WrkResult:
     return WrkResult(rps, _to_ms(pct["50"]), _to_ms(pct["99"]), errors)
 
 
-def run_wrk(url: str, conns: int, duration: str, *, header: str | None = None) -> WrkResult:
+def run_wrk(
+    url: str, conns: int, duration: str, *, header: str | None = None, script: str | None = None, env: dict[str, str] | None = None
+) -> WrkResult:
     """One wrk run with one thread (the load generator shares the machine with the servers)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}", "--latency", *(["-H", header] if header else []), url]
-    return parse_wrk(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}", "--latency", *(["-H", header] if header else [])]
+    cmd += [*(["-s", script] if script else []), url]
+    output = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return parse_wrk(output.stdout)
+
+
+# wrk is closed-loop: a connection sends its next request as soon as the last one is answered, so
+# its load is always "as fast as possible". For latency at a given rate, each connection first
+# waits a random time (uniform, mean = connections / rate), which spreads the requests like a
+# Poisson stream at about that rate whatever the latency (slightly below it: the latency adds to
+# each cycle, which is why many connections, each waiting long, are used).
+_PACED_SCRIPT = """
+local mean = tonumber(os.getenv("WRK_MEAN_DELAY_MS"))
+function delay() return math.random(0, math.floor(2 * mean)) end
+"""
+
+
+def run_wrk_paced(url: str, rate: float, duration: str, *, conns: int = 16) -> WrkResult:
+    """wrk at about ``rate`` requests per second in all (see above); the result says the rate reached."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_PACED_SCRIPT)
+        script.flush()
+        mean_delay_ms = conns * 1000 / rate
+        return run_wrk(url, conns, duration, script=script.name, env={"WRK_MEAN_DELAY_MS": f"{mean_delay_ms:.3f}"})
