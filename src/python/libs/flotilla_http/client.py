@@ -62,8 +62,8 @@ from flotilla_http.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from flotilla_http.metrics import ClientMetrics
 from flotilla_http.h1 import ConnectionBroken, RawHeaders
+from flotilla_http.metrics import ClientMetrics
 from flotilla_http.policies import BreakerPolicy, RetryPolicy
 from flotilla_http.pool import Answer, ConnectFailed, ConnectionPool, Origin
 from flotilla_http.response import Response, StreamingResponse

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
-from litestar.types import ExceptionHandlersMap, Send
+from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
 from flotilla_kit.context import request_id_var
 
@@ -142,9 +142,13 @@ async def send_problem(send: Send, problem: Problem, *, instance: str) -> None:
         )
     )
     headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
-    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (problem.headers or {}).items()]
-    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (problem.headers or {}).items()
+    ]
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": problem.status, "headers": headers}
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
 
 
 def _problem_handler(request: Request[Any, Any, Any], exc: Problem) -> Response[ProblemDetails]:

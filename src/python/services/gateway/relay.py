@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+from litestar.types.asgi_types import RawHeaders
 
 from flotilla_http.errors import UpstreamError
 from flotilla_kit.problems import BadRequest, ContentTooLarge, MethodNotAllowed, NotFound, Problem, send_problem
 from gateway import routes as routing
-from gateway.domain import request_headers_upstream, response_headers_downstream
 from gateway.core import Gateway, upstream_problem
+from gateway.domain import request_headers_upstream, response_headers_downstream
 from gateway.routes import Route
 
 log = logging.getLogger(__name__)
@@ -45,21 +56,21 @@ class Relay:
         async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope.get("path", "")
             if scope["type"] == "http" and path.startswith(API_PREFIX) and not path.startswith(composed_prefixes):
-                await self(scope, receive, send)
+                await self(cast(HTTPScope, scope), receive, send)
             else:
                 await litestar(scope, receive, send)
 
         return dispatch
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         started = False
 
-        async def send_tracked(message: dict) -> None:  # type: ignore[type-arg]
+        async def send_tracked(message: Message) -> None:
             nonlocal started
             started = True
-            await send(message)  # type: ignore[arg-type]
+            await send(message)
 
-        path: str = scope["path"]
+        path = scope["path"]
         try:
             await self._relay(scope, receive, send_tracked)
         except ClientGone:
@@ -69,22 +80,24 @@ class Relay:
                 raise  # mid-body: only a broken connection tells the caller the answer is cut short
             await send_problem(send, _problem(exc, scope), instance=path)
 
-    async def _relay(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _relay(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         gateway = self.gateway
         if gateway is None:
             raise Problem("the gateway is not started yet")
-        method: str = scope["method"]  # type: ignore[typeddict-item]
-        path: str = scope["path"]
+        method = scope["method"]
+        path = scope["path"]
         route = routing.match(gateway.routes, method, path)
         if route is None:
             allowed = routing.methods_allowed(gateway.routes, path)
             if allowed:
-                raise MethodNotAllowed(f"{method} is not routed for {path}", headers={"Allow": ", ".join(sorted(allowed))})
+                raise MethodNotAllowed(
+                    f"{method} is not routed for {path}", headers={"Allow": ", ".join(sorted(allowed))}
+                )
             raise NotFound(f"no route for {path}")
         if routing.is_internal(route.upstream_path(path)):
             raise NotFound(f"no route for {path}")
         scope["path_template"] = route.prefix + "/{path}"  # bounded metric labels
-        headers: list[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[typeddict-item]
+        headers = scope["headers"]
         authorization = content_length = None
         chunked = False
         for name, value in headers:
@@ -136,16 +149,16 @@ class Relay:
         self,
         gateway: Gateway,
         route: Route,
-        scope: Scope,
-        headers: list[tuple[bytes, bytes]],
+        scope: HTTPScope,
+        headers: RawHeaders,
         body: bytes | AsyncIterator[bytes] | None,
         client_ip: str | None,
         caller: tuple[str, frozenset[str]] | None,
         send: Send,
     ) -> None:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()  # type: ignore[assignment]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
         target = route.upstream_raw_path(raw_path.decode("latin-1"), scope["path"])
-        query: bytes = scope.get("query_string", b"")  # type: ignore[assignment]
+        query = scope.get("query_string", b"")
         if query:
             target = f"{target}?{query.decode('latin-1')}"
         upstream_headers = request_headers_upstream(
@@ -153,7 +166,7 @@ class Relay:
         )
         async with gateway.client.stream(
             route.service,
-            scope["method"],  # type: ignore[typeddict-item]
+            scope["method"],
             target,
             headers=upstream_headers,
             body=body,
@@ -164,13 +177,21 @@ class Relay:
             if length is not None and length <= BUFFER_LIMIT:
                 content = await upstream.read()
                 answer_headers.append((b"content-length", str(len(content)).encode()))
-                await send({"type": "http.response.start", "status": upstream.status, "headers": answer_headers})
-                await send({"type": "http.response.body", "body": content})
+                await send(_start(upstream.status, answer_headers))
+                await send(_body(content, more=False))
                 return
-            await send({"type": "http.response.start", "status": upstream.status, "headers": answer_headers})
+            await send(_start(upstream.status, answer_headers))
             async for chunk in upstream.iter_chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+                await send(_body(chunk, more=True))
+            await send(_body(b"", more=False))
+
+
+def _start(status: int, headers: RawHeaders) -> HTTPResponseStartEvent:
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _body(body: bytes, *, more: bool) -> HTTPResponseBodyEvent:
+    return {"type": "http.response.body", "body": body, "more_body": more}
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -180,7 +201,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-def _problem(exc: Exception, scope: Scope) -> Problem:
+def _problem(exc: Exception, scope: HTTPScope) -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, UpstreamError):

@@ -93,7 +93,10 @@ def _measure(
             for name in list(targets) if round_ % 2 == 0 else list(reversed(targets)):
                 result = run(targets[name])
                 results.setdefault((name, load), []).append(result)
-                print(f"round {round_ + 1} {name} {load}: {result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms", file=sys.stderr)
+                print(
+                    f"round {round_ + 1} {name} {load}: {result.rps:,.0f} req/s p50 {result.p50_ms:.2f} ms",
+                    file=sys.stderr,
+                )
 
     measure("c64", lambda url: run_wrk(url, 64, duration))
     rate = paced_rate({name: _median(results[(name, "c64")]) for name in targets})

@@ -1,11 +1,17 @@
-"""Benchmark the two candidate pooled HTTP clients for flotilla_http: aiohttp vs httpx.
+"""Benchmark pooled HTTP clients for calls between services: the measurement behind flotilla_http.
 
 One upstream (a Litestar app returning a small JSON product) runs under granian in a subprocess;
-this process drives it with (a) one shared ``aiohttp.ClientSession`` on a keep-alive
-``TCPConnector`` and (b) one shared ``httpx.AsyncClient`` (HTTP/1.1, pooled), each doing
-``--requests`` GETs at each concurrency, alternating client order, for ``--rounds`` rounds.
-It prints a markdown table (req/s, p50, p99 per client and concurrency, best of rounds by req/s and
-the median of rounds) and the aiohttp/httpx throughput ratio.
+this process drives it with one shared client of each kind, each doing ``--requests`` GETs at
+each concurrency, client order alternating, for ``--rounds`` rounds:
+
+- aiohttp: one ``ClientSession`` on a keep-alive ``TCPConnector``;
+- httpx: one ``AsyncClient`` (HTTP/1.1, pooled);
+- flotilla h1: flotilla_http's own transport alone (``ConnectionPool``: asyncio Protocol + llhttp);
+- flotilla client: the whole ``flotilla_http.HttpClient`` on that transport, as services call each
+  other (static discovery, balancer, breaker, retry budget, deadline and trace headers, metrics).
+
+It prints a markdown table (req/s, p50, p99 and the client process's CPU per request, medians of
+the rounds) and throughput ratios. CPU per request is what a gateway pays for every relay.
 
 Run:  python http_clients.py                  (N=20000, concurrency 16 and 64, 2 rounds)
       python http_clients.py --requests 2000 --rounds 1   (smoke test)
@@ -38,9 +44,6 @@ PATH = "/products/42"
 WARMUP_REQUESTS = 1000
 
 
-# ------------------------------------------------------------------ upstream process
-
-
 # ------------------------------------------------------------------ clients
 
 Get = Callable[[str], Awaitable[int]]
@@ -54,6 +57,7 @@ class Result:
     requests_per_second: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # CPU time of this (the client's) process per request
 
 
 async def run_load(get_: Get, url: str, requests: int, concurrency: int) -> tuple[float, list[float]]:
@@ -106,9 +110,47 @@ async def bench_httpx(url: str, requests: int, concurrency: int) -> tuple[float,
         return await run_load(get_, url, requests, concurrency)
 
 
+async def bench_flotilla_h1(url: str, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    from flotilla_http.pool import ConnectionPool, Origin
+
+    pool = ConnectionPool(limit=max(concurrency, 100))
+    origin = Origin.parse(url.removesuffix(PATH))
+    target = PATH.encode()
+
+    async def get_(_: str) -> int:
+        answer = await pool.request(origin, b"GET", target, [], None)
+        await answer.read()
+        answer.release()
+        return answer.status
+
+    try:
+        await run_load(get_, url, WARMUP_REQUESTS, concurrency)
+        return await run_load(get_, url, requests, concurrency)
+    finally:
+        await pool.close()
+
+
+async def bench_flotilla_client(url: str, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    from flotilla_discovery.balancer import Balancer
+    from flotilla_discovery.static_resolver import StaticResolver
+    from flotilla_http import HttpClient
+
+    balancer = Balancer(StaticResolver({"products": [url.removesuffix(PATH)]}))
+    async with HttpClient(balancer, max_connections=max(concurrency, 100)) as client:
+
+        async def get_(_: str) -> int:
+            response = await client.request("products", "GET", PATH)
+            return response.status
+
+        await run_load(get_, url, WARMUP_REQUESTS, concurrency)
+        return await run_load(get_, url, requests, concurrency)
+
+
 CLIENTS: dict[str, Callable[[str, int, int], Awaitable[tuple[float, list[float]]]]] = {
     "aiohttp": bench_aiohttp,
     "httpx": bench_httpx,
+    "flotilla h1": bench_flotilla_h1,
+    "flotilla client": bench_flotilla_client,
 }
 
 
@@ -125,7 +167,9 @@ async def run_all(url: str, requests: int, concurrencies: list[int], rounds: int
             # Alternate who goes first so neither always gets the warmer machine.
             order = names if (round_ + concurrencies.index(concurrency)) % 2 else list(reversed(names))
             for name in order:
+                cpu_before = time.process_time()
                 elapsed, latencies = await CLIENTS[name](url, requests, concurrency)
+                cpu = time.process_time() - cpu_before
                 latencies.sort()
                 result = Result(
                     client=name,
@@ -134,11 +178,12 @@ async def run_all(url: str, requests: int, concurrencies: list[int], rounds: int
                     requests_per_second=requests / elapsed,
                     p50_ms=percentile(latencies, 0.50) * 1000,
                     p99_ms=percentile(latencies, 0.99) * 1000,
+                    cpu_us=cpu / (requests + WARMUP_REQUESTS) * 1e6,
                 )
                 results.append(result)
                 print(
-                    f"  round {round_} c{concurrency:<3} {name:8} {result.requests_per_second:8.0f} req/s"
-                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
+                    f"  round {round_} c{concurrency:<3} {name:15} {result.requests_per_second:8.0f} req/s"
+                    f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  cpu {result.cpu_us:5.0f} us/req",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -147,8 +192,8 @@ async def run_all(url: str, requests: int, concurrencies: list[int], rounds: int
 
 def markdown(results: list[Result], concurrencies: list[int]) -> str:
     lines = [
-        "| client | concurrency | req/s (best) | req/s (median) | p50 ms (median) | p99 ms (median) |",
-        "|---|---|---|---|---|---|",
+        "| client | concurrency | req/s | p50 ms | p99 ms | client CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     medians: dict[tuple[str, int], float] = {}
     for concurrency in concurrencies:
@@ -157,13 +202,16 @@ def markdown(results: list[Result], concurrencies: list[int]) -> str:
             rps = statistics.median(r.requests_per_second for r in runs)
             medians[(name, concurrency)] = rps
             lines.append(
-                f"| {name} | {concurrency} | {max(r.requests_per_second for r in runs):.0f} | {rps:.0f} "
-                f"| {statistics.median(r.p50_ms for r in runs):.2f} | {statistics.median(r.p99_ms for r in runs):.2f} |"
+                f"| {name} | {concurrency} | {rps:.0f} | {statistics.median(r.p50_ms for r in runs):.2f}"
+                f" | {statistics.median(r.p99_ms for r in runs):.2f} | {statistics.median(r.cpu_us for r in runs):.0f} |"
             )
     lines.append("")
     for concurrency in concurrencies:
-        ratio = medians[("aiohttp", concurrency)] / medians[("httpx", concurrency)]
-        lines.append(f"- c{concurrency}: aiohttp / httpx throughput = {ratio:.2f}")
+        ratios = ", ".join(
+            f"{name} / {base} = {medians[(name, concurrency)] / medians[(base, concurrency)]:.2f}"
+            for name, base in (("aiohttp", "httpx"), ("flotilla h1", "aiohttp"), ("flotilla client", "aiohttp"))
+        )
+        lines.append(f"- c{concurrency} throughput: {ratios}")
     return "\n".join(lines)
 
 
@@ -183,7 +231,9 @@ def main() -> None:
         results = uvloop.run(run_all(upstream.base_url + PATH, args.requests, args.concurrency, args.rounds))
     finally:
         upstream.stop()
-    print(f"\nN={args.requests} GETs per run, {args.rounds} rounds, upstream granian (1 worker, uvloop, st)\n")
+    print(
+        f"\nN={args.requests} GETs per run, median of {args.rounds} rounds, upstream granian (1 worker, uvloop, st)\n"
+    )
     print(markdown(results, args.concurrency))
 
 

@@ -38,7 +38,13 @@ def parse_wrk(out: str) -> WrkResult:
 
 
 def run_wrk(
-    url: str, conns: int, duration: str, *, header: str | None = None, script: str | None = None, env: dict[str, str] | None = None
+    url: str,
+    conns: int,
+    duration: str,
+    *,
+    header: str | None = None,
+    script: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> WrkResult:
     """One wrk run with one thread (the load generator shares the machine with the servers)."""
     if shutil.which("wrk") is None:

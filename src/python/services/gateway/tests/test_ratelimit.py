@@ -65,7 +65,7 @@ async def test_two_gateways_leasing_never_admit_more_than_the_limit_between_them
     gateways = [RateLimiter(client, {"shared": RateClass(200, 60.0, 200)}) for client in clients]
     try:
         allowed = 0
-        for round_ in range(60):  # both busy, one after the other and at once
+        for _ in range(60):  # both busy, one after the other and at once
             results = await asyncio.gather(*(g.check("shared", "caller:x") for g in gateways for _ in range(5)))
             allowed += sum(d.allowed for d in results)
         assert allowed <= 200
