@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -208,3 +210,42 @@ def test_encoded_paths_reach_the_service_as_the_caller_encoded_them(shop, path, 
 def test_dot_segments_do_not_reach_internal_endpoints(shop):
     with httpx.Client(base_url=shop.url) as http:
         problem(http.get("/api/catalog/products/..%2Fmetrics"), 404)
+
+
+def test_head_answers_with_the_headers_a_get_would_have_and_no_body(shop):
+    with httpx.Client(base_url=shop.url) as http:
+        product = http.post(
+            "/api/catalog/products",
+            json={"sku": f"mug-{uuid.uuid4().hex[:6]}", "name": "Mug", "price": {"amount": 9, "currency": "EUR"}},
+            headers={"authorization": f"Bearer {shop.token('admin')}"},
+        ).json()
+        path = f"/api/catalog/products/{product['id']}"
+        got, head = http.get(path), http.head(path)
+    assert got.status_code == head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_a_request_body_of_unknown_length_is_streamed_to_the_service_and_held_to_the_limit(shop):
+    admin = {"authorization": f"Bearer {shop.token('admin')}"}
+    document = json.dumps(
+        {"sku": f"jar-{uuid.uuid4().hex[:6]}", "name": "Jar", "price": {"amount": 3, "currency": "EUR"}}
+    ).encode()
+
+    def chunked(data: bytes, size: int) -> Iterator[bytes]:  # no length up front: chunked encoding
+        yield from (data[i : i + size] for i in range(0, len(data), size))
+
+    with httpx.Client(base_url=shop.url) as http:
+        created = http.post(
+            "/api/catalog/products",
+            content=chunked(document, 7),
+            headers={**admin, "content-type": "application/json"},
+        )
+        assert created.status_code == 201, created.text
+        oversized = http.post(
+            "/api/catalog/products",
+            content=chunked(b" " * 150_000 + document, 16_384),
+            headers={**admin, "content-type": "application/json"},
+        )
+    problem(oversized, 413)

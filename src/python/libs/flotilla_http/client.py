@@ -1,24 +1,30 @@
 """HttpClient: calls to other services through discovery, with deadlines, retries and circuit breakers.
 
 Transport: flotilla_http's own HTTP/1.1 connections (``h1.py``, ``pool.py``: asyncio Protocols
-parsed by httptools' llhttp), chosen by measurement with src/python/tools/bench/http_clients.py
-(one granian worker serving a small JSON product over loopback, on the 2-core dev machine that
-also runs the upstream). The first round compared the two usual clients (aiohttp 3.14.5, httpx
-0.28.1, 20000 GETs per run, 2 rounds):
+whose answers httptools' llhttp parses), chosen by measurement with
+src/python/tools/bench/http_clients.py: one granian worker serving a small JSON product over
+loopback, on the 2-core dev machine that also runs the upstream; 20000 GETs per run, median of 2
+rounds; aiohttp 3.14.5, httpx 0.28.1 (2026-11-25):
 
-| client | concurrency | req/s (best) | req/s (median) | p50 ms (median) | p99 ms (median) |
-|---|---|---|---|---|---|
-| aiohttp | 16 | 3479 | 2572 | 6.18 | 20.52 |
-| httpx | 16 | 439 | 377 | 28.23 | 225.03 |
-| aiohttp | 64 | 1973 | 1952 | 27.46 | 94.23 |
-| httpx | 64 | 313 | 264 | 162.65 | 1354.97 |
+| client | concurrency | req/s | p50 ms | p99 ms | client CPU µs/req |
+|---|---:|---:|---:|---:|---:|
+| aiohttp | 16 | 4246 | 3.50 | 8.06 | 187 |
+| httpx | 16 | 498 | 22.82 | 143.97 | 2058 |
+| flotilla transport alone | 16 | 8040 | 1.96 | 3.43 | 68 |
+| flotilla HttpClient | 16 | 6092 | 2.51 | 5.29 | 126 |
+| aiohttp | 64 | 4592 | 13.06 | 33.06 | 194 |
+| httpx | 64 | 451 | 102.14 | 629.59 | 2407 |
+| flotilla transport alone | 64 | 8583 | 6.30 | 16.22 | 63 |
+| flotilla HttpClient | 64 | 6400 | 9.28 | 20.16 | 133 |
 
 httpx's pooled AsyncClient degrades with concurrent requests (encode/httpx#3215); aiohttp served
-6.8-7.4x its requests and was used first. The gateway relays every request through this client,
-so the client's CPU per request is the gateway's: aiohttp's was ~200 µs, a bare llhttp connection
-~40 µs, and the bench's results table has the current figures of all three. The transport does
-what calls between services need and no more: HTTP/1.1 keep-alive, content-length and chunked
-bodies both ways, raw header pairs, connect timeout, TLS through asyncio.
+8-10x its requests and was this client's first transport. But the gateway relays every request
+through this client, so the client's CPU per request is the gateway's, and aiohttp spends ~190 µs
+of it on its own machinery (request and response objects, tracing hooks, cookies, timers). The
+whole HttpClient on its own transport (breaker, retry budget, balancer, deadline and trace
+headers, metrics included) costs ~130 µs and serves 1.4x aiohttp's requests. The transport does
+what calls between services need: HTTP/1.1 keep-alive, content-length and chunked bodies both
+ways, read-until-close answers, raw header pairs, connect timeouts, TLS through asyncio.
 
 A call (``request`` or ``stream``) runs attempts until one gives an answer worth returning:
 

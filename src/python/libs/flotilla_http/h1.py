@@ -1,8 +1,8 @@
 """One HTTP/1.1 client connection: an asyncio Protocol whose answers httptools (llhttp) parses.
 
-Why not aiohttp's client: relaying is the gateway's whole job, and aiohttp spends ~200 µs of CPU
+Why not aiohttp's client: relaying is the gateway's whole job, and aiohttp spends ~190 µs of CPU
 per request on its own machinery (request and response objects, tracing hooks, cookie and timer
-handling) where this connection spends ~40 µs (src/python/tools/bench/http_clients.py). llhttp
+handling) where this connection spends ~65 µs (src/python/tools/bench/http_clients.py). llhttp
 (the parser of Node.js) does the framing: content-length, chunked, read-until-close, 1xx.
 
 A connection carries one exchange at a time. Body chunks are queued as they arrive, and reading

@@ -79,8 +79,9 @@ class ConnectionPool:
     """Connections to any number of origins, reused LIFO (the warmest first).
 
     At most ``limit`` connections are open at once; a request beyond that waits for one to be
-    released. Idle connections older than ``idle_timeout`` seconds are closed instead of reused,
-    which keeps us clear of servers' keep-alive timeouts. Meant for one event loop.
+    released. Idle connections older than ``idle_timeout`` seconds are closed instead of reused:
+    servers close idle connections too (hyper, under granian, after 30 s), and a request sent on a
+    connection the server is closing at that moment fails. Meant for one event loop.
     """
 
     def __init__(
@@ -88,7 +89,7 @@ class ConnectionPool:
         *,
         limit: int = 512,
         connect_timeout: float = 1.0,
-        idle_timeout: float = 30.0,
+        idle_timeout: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.limit = limit

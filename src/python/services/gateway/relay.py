@@ -26,7 +26,15 @@ from litestar.types import (
 from litestar.types.asgi_types import RawHeaders
 
 from flotilla_http.errors import UpstreamError
-from flotilla_kit.problems import BadRequest, ContentTooLarge, MethodNotAllowed, NotFound, Problem, send_problem
+from flotilla_kit.problems import (
+    BadRequest,
+    ContentTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    Problem,
+    ServiceUnavailable,
+    send_problem,
+)
 from gateway import routes as routing
 from gateway.core import Gateway, upstream_problem
 from gateway.domain import request_headers_upstream, response_headers_downstream
@@ -83,7 +91,7 @@ class Relay:
     async def _relay(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         gateway = self.gateway
         if gateway is None:
-            raise Problem("the gateway is not started yet")
+            raise ServiceUnavailable("the gateway is starting or stopping")
         method = scope["method"]
         path = scope["path"]
         route = routing.match(gateway.routes, method, path)
@@ -174,6 +182,13 @@ class Relay:
         ) as upstream:
             answer_headers = response_headers_downstream(upstream.raw_headers)
             length = _content_length(upstream.raw_headers)
+            if scope["method"] == "HEAD" or upstream.status in (204, 304):
+                # No body, whatever the headers say; HEAD keeps the length a GET would have.
+                if length is not None and upstream.status not in (204, 304):
+                    answer_headers.append((b"content-length", str(length).encode()))
+                await send(_start(upstream.status, answer_headers))
+                await send(_body(b"", more=False))
+                return
             if length is not None and length <= BUFFER_LIMIT:
                 content = await upstream.read()
                 answer_headers.append((b"content-length", str(len(content)).encode()))
