@@ -17,7 +17,7 @@ from flotilla_kit.db import Database
 from flotilla_kit.discovery import registration_component, resolver_component
 from flotilla_kit.health import ReadinessCheck, operational_handlers
 from flotilla_kit.metrics import ServiceMetrics
-from flotilla_kit.middleware import RequestContextMiddleware
+from flotilla_kit.middleware import HeadAsGet, RequestContextMiddleware
 from flotilla_kit.migrations import migrate
 from flotilla_kit.problems import exception_handlers
 from flotilla_kit.settings import ServiceSettings
@@ -121,6 +121,7 @@ def create_service_app(
         logging_config=None,
     )
     # Outermost, so that even requests matching no route get ids, traces and metrics.
-    handler = wrap_handler(app.asgi_handler) if wrap_handler else app.asgi_handler
+    handler = HeadAsGet(app.asgi_handler)
+    handler = wrap_handler(handler) if wrap_handler else handler
     app.asgi_handler = RequestContextMiddleware(handler, metrics)
     return app

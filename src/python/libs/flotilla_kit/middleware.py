@@ -91,3 +91,28 @@ def _route_label(scope: Any) -> str:
     # The template ("/products/{product_id:uuid}"), never the raw path: raw paths would give
     # every id its own time series.
     return scope.get("path_template") or _UNMATCHED_ROUTE
+
+
+class HeadAsGet:
+    """Answers HEAD wherever GET is served (RFC 9110 9.3.2): the GET's status and headers, no body.
+
+    Litestar routes HEAD only to handlers declared for it; this layer runs HEAD requests as GETs
+    and drops the body on the way out, keeping its Content-Length.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":  # type: ignore[typeddict-item]
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)  # type: ignore[arg-type]

@@ -159,6 +159,14 @@ def test_a_wrong_method_is_a_405_problem(client):
     _assert_problem(client.delete("/orders"), 405, "method-not-allowed")
 
 
+def test_head_answers_wherever_get_does_with_the_same_headers_and_no_body(client):
+    got, head = client.get("/info"), client.head("/info")
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+    assert client.head("/nowhere").status_code == 404
+
+
 def test_the_callers_deadline_bounds_the_request(client):
     left = client.get("/deadline", headers={"x-deadline-ms": "1500"}).json()["remaining"]
     assert 0 < left <= 1.5
