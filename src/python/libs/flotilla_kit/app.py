@@ -121,7 +121,7 @@ def create_service_app(
         logging_config=None,
     )
     # Outermost, so that even requests matching no route get ids, traces and metrics.
-    handler = HeadAsGet(app.asgi_handler)
+    handler: ASGIApp = HeadAsGet(app.asgi_handler)
     handler = wrap_handler(handler) if wrap_handler else handler
     app.asgi_handler = RequestContextMiddleware(handler, metrics)
     return app
