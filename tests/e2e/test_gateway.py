@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from e2e.support import problem
+from e2e.support import create_product, problem
 
 from flotilla_kit.testing.waiting import eventually
 
@@ -163,11 +163,7 @@ def test_a_large_answer_is_relayed_whole(shop):
 def test_instances_dying_and_returning(shop):
     """One instance killed: reads keep succeeding. Both: 503 fast, circuit open. One back: recovery."""
     with httpx.Client(base_url=shop.url, timeout=30) as http:
-        product = http.post(
-            "/api/catalog/products",
-            json={"sku": f"pot-{uuid.uuid4().hex[:6]}", "name": "Pot", "price": {"amount": 1, "currency": "EUR"}},
-            headers={"authorization": f"Bearer {shop.token('admin')}"},
-        ).json()
+        product = create_product(http, shop.token("admin"), "pot")
         path = f"/api/catalog/products/{product['id']}"
 
         shop.catalogs["catalog-a"].stop(signal.SIGKILL)
@@ -214,11 +210,7 @@ def test_dot_segments_do_not_reach_internal_endpoints(shop):
 
 def test_head_answers_with_the_headers_a_get_would_have_and_no_body(shop):
     with httpx.Client(base_url=shop.url) as http:
-        product = http.post(
-            "/api/catalog/products",
-            json={"sku": f"mug-{uuid.uuid4().hex[:6]}", "name": "Mug", "price": {"amount": 9, "currency": "EUR"}},
-            headers={"authorization": f"Bearer {shop.token('admin')}"},
-        ).json()
+        product = create_product(http, shop.token("admin"), "mug")
         path = f"/api/catalog/products/{product['id']}"
         got, head = http.get(path), http.head(path)
     assert got.status_code == head.status_code == 200
