@@ -200,7 +200,9 @@ def test_instances_dying_and_returning(shop):
 )
 def test_encoded_paths_reach_the_service_as_the_caller_encoded_them(shop, path, detail):
     with httpx.Client(base_url=shop.url) as http:
-        assert problem(http.get(path), 404)["detail"] == detail
+        answer = problem(http.get(path), 404)
+    assert answer["detail"] == detail
+    assert answer["instance"] == path  # the caller's path, not the service's
 
 
 def test_dot_segments_do_not_reach_internal_endpoints(shop):

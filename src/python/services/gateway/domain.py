@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
+
 from flotilla_kit.identity import CALLER_ID_HEADER, CALLER_ROLES_HEADER
 
 # Header names as ASGI servers and the HTTP client carry them: lower-case bytes.
@@ -91,3 +93,21 @@ def response_headers_downstream(upstream: Iterable[tuple[bytes, bytes]]) -> Head
     upstream = _lowered(upstream)
     tokens = _connection_tokens(upstream)
     return [(name, value) for name, value in upstream if name not in _DROPPED_DOWNSTREAM and name not in tokens]
+
+
+def public_problem(body: bytes, headers: Headers, *, instance: str) -> bytes:
+    """A service's problem document with ``instance`` made the path the caller asked for.
+
+    The service names its own path (``/products/x``), which means nothing to a caller of the
+    gateway (``/api/catalog/products/x``). Anything that is not a problem document is left alone.
+    """
+    if not any(name == b"content-type" and value.startswith(b"application/problem+json") for name, value in headers):
+        return body
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if not isinstance(document, dict) or "instance" not in document:
+        return body
+    document["instance"] = instance
+    return msgspec.json.encode(document)

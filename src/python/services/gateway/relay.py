@@ -37,7 +37,7 @@ from flotilla_kit.problems import (
 )
 from gateway import routes as routing
 from gateway.core import Gateway, upstream_problem
-from gateway.domain import request_headers_upstream, response_headers_downstream
+from gateway.domain import public_problem, request_headers_upstream, response_headers_downstream
 from gateway.routes import Route
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,8 @@ class Relay:
                 return
             if length is not None and length <= BUFFER_LIMIT:
                 content = await upstream.read()
+                if upstream.status >= 400:
+                    content = public_problem(content, answer_headers, instance=raw_path.decode("latin-1"))
                 answer_headers.append((b"content-length", str(len(content)).encode()))
                 await send(_start(upstream.status, answer_headers))
                 await send(_body(content, more=False))

@@ -1,4 +1,4 @@
-from gateway.domain import request_headers_upstream, response_headers_downstream
+from gateway.domain import public_problem, request_headers_upstream, response_headers_downstream
 
 
 def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
@@ -73,3 +73,14 @@ def test_repeated_response_headers_survive_and_hop_by_hop_ones_do_not():
         (b"set-cookie", b"b=2"),
         (b"content-type", b"text/plain"),
     ]
+
+
+def test_a_relayed_problem_names_the_path_the_caller_asked_for():
+    problem_type = [(b"content-type", b"application/problem+json")]
+    body = b'{"status":404,"instance":"/products/x","detail":"d"}'
+    assert public_problem(body, problem_type, instance="/api/catalog/products/x") == (
+        b'{"status":404,"instance":"/api/catalog/products/x","detail":"d"}'
+    )
+    assert public_problem(body, [(b"content-type", b"application/json")], instance="/a") == body
+    assert public_problem(b"not json", problem_type, instance="/a") == b"not json"
+    assert public_problem(b"[1]", problem_type, instance="/a") == b"[1]"
