@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Row, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Row, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.base import Executable
@@ -26,6 +28,27 @@ _ASYNC_DRIVERS = {
 }
 _WRITE_OPTION = "flotilla_write"
 _SINGLE_STATEMENT_OPTION = "flotilla_single_statement"
+_SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",  # durable across process crashes; WAL's recommended level
+    "foreign_keys=ON",
+    "busy_timeout=5000",
+)
+# Threads (and pooled connections) for single-statement reads of a SQLite file.
+_SQLITE_READ_THREADS = 4
+
+
+_T = TypeVar("_T")
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the driver, so that BEGIN is sent only where this layer says
+    # (_on_begin), and set what every connection to the file needs.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
 
 
 class DatabaseConfigError(ValueError):
@@ -51,6 +74,11 @@ class Database:
     ``transaction()`` is for work that writes: on SQLite it takes the write lock up front
     (BEGIN IMMEDIATE), so concurrent writers queue on the busy timeout instead of failing when a
     read snapshot is upgraded. ``reader()`` is a read-only snapshot that never blocks writers.
+
+    ``fetch_one``/``fetch_all`` on a SQLite file run the whole statement in one trip to a read
+    thread (pysqlite, through a small sync engine of their own): aiosqlite makes five trips to its
+    thread for one statement (cursor, execute, fetch, close, rollback), and each is a thread
+    wake-up both ways, which costs more than the query itself.
     """
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
@@ -62,6 +90,11 @@ class Database:
             self.engine = create_async_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+        self._sync_reads: Engine | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+        if self.is_sqlite and self._is_file():
+            self._sync_reads = self._sqlite_read_engine(echo)
+            self._read_threads = ThreadPoolExecutor(_SQLITE_READ_THREADS, thread_name_prefix="sqlite-read")
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._single_statement = self.engine.execution_options(**{_SINGLE_STATEMENT_OPTION: True})
         self._writer = async_sessionmaker(
@@ -74,19 +107,7 @@ class Database:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(self.url, echo=echo)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Take transaction control from the driver so that _on_begin decides how BEGIN reads.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=NORMAL",  # durable across process crashes; WAL's recommended level
-                "foreign_keys=ON",
-                "busy_timeout=5000",
-            ):
-                cursor.execute(f"PRAGMA {pragma}")
-            cursor.close()
+        event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Any) -> None:
@@ -95,6 +116,21 @@ class Database:
                 return  # one statement is its own snapshot: BEGIN would only cost a round trip
             connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
 
+        return engine
+
+    def _is_file(self) -> bool:
+        database = self.url.database or ""
+        return bool(database) and database != ":memory:" and not database.startswith("file:")
+
+    def _sqlite_read_engine(self, echo: bool) -> Engine:
+        engine = create_engine(
+            self.url.set(drivername="sqlite+pysqlite"),
+            echo=echo,
+            pool_size=_SQLITE_READ_THREADS,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},  # a pooled connection serves any read thread
+        )
+        event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
 
     @asynccontextmanager
@@ -112,13 +148,27 @@ class Database:
     async def fetch_one(self, statement: Executable) -> Row[Any] | None:
         """Run one read-only statement and return its first row: the cheapest read there is
         (no session, and on SQLite no BEGIN/COMMIT around it)."""
+        if self._sync_reads is not None:
+            return await self._in_read_thread(lambda connection: connection.execute(statement).first())
         async with self._single_statement.connect() as connection:
             return (await connection.execute(statement)).first()
 
     async def fetch_all(self, statement: Executable) -> Sequence[Row[Any]]:
         """Run one read-only statement and return all rows (see ``fetch_one``)."""
+        if self._sync_reads is not None:
+            return await self._in_read_thread(lambda connection: connection.execute(statement).all())
         async with self._single_statement.connect() as connection:
             return (await connection.execute(statement)).all()
+
+    async def _in_read_thread(self, read: Callable[[Connection], _T]) -> _T:
+        engine, threads = self._sync_reads, self._read_threads
+        assert engine is not None and threads is not None
+
+        def run() -> _T:
+            with engine.connect() as connection:
+                return read(connection)
+
+        return await asyncio.get_running_loop().run_in_executor(threads, run)
 
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
@@ -127,6 +177,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_threads is not None and self._sync_reads is not None:
+            self._read_threads.shutdown(wait=False)
+            self._sync_reads.dispose()
 
     def describe(self) -> str:
         """The URL without its password, for logs and /info."""

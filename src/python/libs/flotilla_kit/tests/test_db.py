@@ -131,3 +131,34 @@ async def test_single_statement_reads_see_committed_rows(db):
     assert (await db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 2"))) == ("b",)
     assert await db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 3")) is None
     assert [tuple(r) for r in await db.fetch_all(sa.text("SELECT id FROM notes ORDER BY id"))] == [(1,), (2,)]
+
+
+async def test_single_statement_reads_do_not_wait_for_an_open_write(db):
+    await migrate(db, SAMPLE)
+    async with db.transaction() as session:
+        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, 'a')"))
+    async with db.transaction() as session:
+        await session.execute(sa.text("UPDATE notes SET body = 'changed' WHERE id = 1"))
+        # The write lock is held: a read sees the last committed state, at once.
+        read = await asyncio.wait_for(db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 1")), timeout=2)
+        assert read == ("a",)
+    assert await db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 1")) == ("changed",)
+
+
+async def test_many_concurrent_single_statement_reads(db):
+    await migrate(db, SAMPLE)
+    async with db.transaction() as session:
+        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, 'a')"))
+    reads = await asyncio.gather(*(db.fetch_one(sa.text("SELECT body FROM notes WHERE id = 1")) for _ in range(200)))
+    assert reads == [("a",)] * 200
+
+
+async def test_an_in_memory_sqlite_database_reads_what_it_wrote():
+    database = Database("sqlite:///:memory:")
+    try:
+        async with database.transaction() as session:
+            await session.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+            await session.execute(sa.text("INSERT INTO t VALUES (7)"))
+        assert await database.fetch_one(sa.text("SELECT x FROM t")) == (7,)
+    finally:
+        await database.dispose()
