@@ -7,8 +7,8 @@ out in one write, Redis answers in order, and hiredis parses the answers (auto-p
 ioredis and Lettuce do it).
 
 Errors: ``RedisUnavailable`` (an OSError) when Redis cannot be reached or does not answer in time;
-after a failed connect, calls fail at once for ``retry_interval`` seconds instead of each waiting
-for its own connect timeout. Error replies raise ``redis.exceptions.ResponseError``.
+after a failed connect or an unanswered call, calls fail at once for ``retry_interval`` seconds
+instead of each waiting for its own timeout. Error replies raise ``redis.exceptions.ResponseError``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,21 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
         self.pending: deque[asyncio.Future[Any]] = deque()
+        self.outgoing: list[bytes] = []  # commands of this loop turn, written together
         self.transport: asyncio.Transport | None = None
         self.lost = False
+
+    def send(self, command: bytes, future: asyncio.Future[Any]) -> None:
+        # The answer matching this command is the next one after those already pending.
+        self.pending.append(future)
+        if not self.outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outgoing.append(command)
+
+    def _flush(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if self.transport is not None and not self.lost:
+            self.transport.write(b"".join(outgoing))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -91,7 +104,6 @@ class PipelinedRedis:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._down_until = 0.0
-        self._outgoing: list[bytes] = []
         self._scripts: dict[str, bytes] = {}  # sha1 -> source, for the NOSCRIPT fallback
 
     async def eval_script(self, script: str, keys: list[str], args: list[int | str]) -> Any:
@@ -117,25 +129,22 @@ class PipelinedRedis:
         if protocol is None or protocol.lost:
             protocol = await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        protocol.pending.append(future)
-        if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush, protocol)
-        self._outgoing.append(_pack(*command))
+        protocol.send(_pack(*command), future)
         try:
             async with asyncio.timeout(self.reply_timeout):
                 return await future
         except TimeoutError:
+            # A Redis that does not answer is treated as down: the connection is dropped (failing
+            # the calls waiting on it at once) and calls fail fast until the retry interval passes.
+            self._down_until = time.monotonic() + self.retry_interval
+            if protocol.transport is not None:
+                protocol.transport.abort()
             raise RedisUnavailable(f"no answer from Redis within {self.reply_timeout}s") from None
 
     async def close(self) -> None:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
-
-    def _flush(self, protocol: _Protocol) -> None:
-        outgoing, self._outgoing = self._outgoing, []
-        if protocol.transport is not None and not protocol.lost:
-            protocol.transport.write(b"".join(outgoing))
 
     async def _connect(self) -> _Protocol:
         if self._connecting is not None:

@@ -1,4 +1,5 @@
 import asyncio
+import signal
 import time
 
 import pytest
@@ -90,3 +91,21 @@ def test_urls_that_are_not_redis_are_refused():
         PipelinedRedis("http://127.0.0.1:6379")
     with pytest.raises(ValueError, match="database number"):
         PipelinedRedis("redis://127.0.0.1:6379/x")
+
+
+async def test_a_redis_that_stops_answering_is_given_up_on_fast(server):
+    client = PipelinedRedis(server.url, reply_timeout=0.3, retry_interval=0.5)
+    await client.ping()
+    server.process.send_signal(signal.SIGSTOP)  # alive, connected, silent: a partition
+    try:
+        with pytest.raises(RedisUnavailable, match="no answer"):
+            await client.ping()
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable):
+            await client.ping()
+        assert time.monotonic() - started < 0.1  # fails fast instead of waiting out its timeout
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    await asyncio.sleep(0.6)
+    await client.ping()
+    await client.close()
