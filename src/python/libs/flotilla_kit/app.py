@@ -15,7 +15,8 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 
 from flotilla_kit.db import Database
 from flotilla_kit.discovery import registration_component, resolver_component
-from flotilla_kit.health import ReadinessCheck, operational_handlers
+from flotilla_kit.health import ReadinessCheck, internal_endpoints_of, operational_handlers
+from flotilla_kit.internal import internal_endpoints
 from flotilla_kit.metrics import ServiceMetrics
 from flotilla_kit.middleware import HeadAsGet, RequestContextMiddleware
 from flotilla_kit.migrations import migrate
@@ -87,6 +88,11 @@ def create_service_app(
                 try:
                     if db and migrations and settings.migrate_on_start:
                         await migrate(db, migrations)
+                    if settings.internal_port:
+                        endpoints = internal_endpoints_of(app.state)
+                        await stack.enter_async_context(
+                            internal_endpoints(settings.host, settings.internal_port, endpoints)
+                        )
                     await stack.enter_async_context(resolver_component(app))
                     for component in components:
                         await stack.enter_async_context(component(app))
@@ -107,7 +113,7 @@ def create_service_app(
                 await db.dispose()
 
     app = Litestar(
-        route_handlers=[*operational_handlers, *route_handlers],
+        route_handlers=[*operational_handlers(internal_port=settings.internal_port), *route_handlers],
         lifespan=[lifespan],
         state=state,
         dependencies={

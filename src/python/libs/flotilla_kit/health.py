@@ -82,6 +82,11 @@ def metrics(state: State) -> Response[bytes]:
 
 @get("/info", include_in_schema=False, sync_to_thread=False)
 def info(state: State) -> ServiceInfo:
+    return service_info(state)
+
+
+def service_info(state: State) -> ServiceInfo:
+    """What /info answers: the service, its version and revision, and the versions inside it."""
     settings = state.settings
     return ServiceInfo(
         service=settings.service_name,
@@ -93,4 +98,14 @@ def info(state: State) -> ServiceInfo:
     )
 
 
-operational_handlers = [healthz, readyz, metrics, info]
+def operational_handlers(*, internal_port: int) -> list[Any]:
+    """The kit's endpoints on the public port; /metrics and /info move to INTERNAL_PORT when it is set."""
+    return [healthz, readyz] if internal_port else [healthz, readyz, metrics, info]
+
+
+def internal_endpoints_of(state: State) -> dict[str, Callable[[], tuple[bytes, bytes]]]:
+    """/metrics and /info for the internal port (see flotilla_kit.internal)."""
+    return {
+        "/metrics": lambda: (CONTENT_TYPE_LATEST.encode(), generate_latest(state.metrics.registry)),
+        "/info": lambda: (b"application/json", msgspec.json.encode(service_info(state))),
+    }

@@ -56,6 +56,9 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     log_level: LogLevel = "INFO"
     log_json: bool = True
     max_request_body_bytes: PositiveInt = 1_048_576
+    # When set, /metrics and /info are served on this port only (for scrapers and operators), and
+    # the public port answers 404 for them; /healthz and /readyz stay on the public port.
+    internal_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     shutdown_timeout_seconds: PositiveFloat = 15.0
     git_revision: str = "unknown"
 

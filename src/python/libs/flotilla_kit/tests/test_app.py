@@ -1,4 +1,6 @@
 import json
+import urllib.error
+import urllib.request
 
 import msgspec
 import pytest
@@ -10,6 +12,7 @@ from flotilla_kit.app import create_service_app
 from flotilla_kit.context import remaining
 from flotilla_kit.problems import Conflict
 from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.testing.ports import free_port
 
 
 class Order(msgspec.Struct):
@@ -172,3 +175,25 @@ def test_the_callers_deadline_bounds_the_request(client):
     assert 0 < left <= 1.5
     assert client.get("/deadline").json() == {"remaining": None}
     assert client.get("/deadline", headers={"x-deadline-ms": "soon"}).json() == {"remaining": None}
+
+
+def test_with_an_internal_port_metrics_and_info_leave_the_public_one(settings):
+    port = free_port()
+    settings = msgspec.structs.replace(settings, host="127.0.0.1", internal_port=port)
+    app = create_service_app(settings, version="1.2.3", route_handlers=[place])
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        _assert_problem(client.get("/metrics"), 404, "not-found")
+        _assert_problem(client.get("/info"), 404, "not-found")
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert response.headers["content-type"].startswith("text/plain")
+            assert b"http_requests_total" in response.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/info?pretty", timeout=5) as response:
+            assert json.loads(response.read())["version"] == "1.2.3"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/orders", timeout=5)
+        assert missing.value.code == 404
+    with pytest.raises(urllib.error.URLError):  # closed with the app
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
