@@ -102,9 +102,8 @@ class Database:
         )
 
     def _sqlite_engine(self, echo: bool) -> AsyncEngine:
-        database = self.url.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if self._is_file():
+            Path(str(self.url.database)).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(self.url, echo=echo)
 
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
@@ -119,6 +118,7 @@ class Database:
         return engine
 
     def _is_file(self) -> bool:
+        """Whether the SQLite database is a plain file (not in memory, not a URI)."""
         database = self.url.database or ""
         return bool(database) and database != ":memory:" and not database.startswith("file:")
 

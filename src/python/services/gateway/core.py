@@ -49,7 +49,7 @@ class Gateway:
             raise Unauthorized(
                 exc.reason, headers={"WWW-Authenticate": f'Bearer error="{error}", error_description="{exc.reason}"'}
             ) from None
-        role = auth.removeprefix("role:") if auth.startswith("role:") else None
+        role = routing.required_role(auth)
         if role and role not in caller.roles:
             raise Forbidden(f"this operation needs role {role!r}")
         return caller

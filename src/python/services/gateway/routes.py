@@ -64,7 +64,12 @@ class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
     @property
     def required_role(self) -> str | None:
-        return self.auth.removeprefix("role:") if self.auth.startswith("role:") else None
+        return required_role(self.auth)
+
+
+def required_role(auth: str) -> str | None:
+    """The role an ``auth`` setting ("public", "user", "role:<name>") asks for, if any."""
+    return auth.removeprefix("role:") if auth.startswith("role:") else None
 
 
 class RouteTable(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
