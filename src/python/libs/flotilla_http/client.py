@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -87,6 +88,7 @@ _MANAGED_HEADERS = frozenset(
 )
 _MANAGED_HEADER_BYTES = frozenset(name.encode() for name in _MANAGED_HEADERS)
 _DEADLINE_HEADER_BYTES = DEADLINE_HEADER.encode()
+_VISIBLE_ASCII = re.compile("[!-~]*")  # what a percent-encoded path may hold
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 Body = AsyncIterable[bytes] | bytes | None
@@ -624,7 +626,7 @@ def _check_path(path: str) -> None:
     """Raises ValueError for a path that is not an absolute, percent-encoded path (query allowed)."""
     if not path.startswith("/") or path.startswith("//"):
         raise ValueError(f"path must start with a single '/': {path!r}")
-    if any(not "!" <= char <= "~" for char in path):
+    if not _VISIBLE_ASCII.fullmatch(path):
         raise ValueError(f"path must be percent-encoded, without spaces or controls: {path!r}")
 
 

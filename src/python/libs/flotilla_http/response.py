@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar, overload
@@ -64,10 +65,14 @@ class StreamingResponse:
         self.service = service
         self.status = answer.status
         self.raw_headers: list[tuple[bytes, bytes]] = answer.headers
-        self.headers: list[tuple[str, str]] = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw_headers]
         self.instance = instance
         self._answer = answer
         self._deadline = deadline
+
+    @functools.cached_property
+    def headers(self) -> list[tuple[str, str]]:
+        # Decoded only when asked for: a relay passes raw_headers on as they are.
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw_headers]
 
     async def iter_chunks(self, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
         """The body in chunks of at most ``chunk_size`` bytes, as they arrive.
