@@ -6,7 +6,6 @@ get ids, traces and metrics too.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -33,10 +32,7 @@ _UNMATCHED_ROUTE = "<unmatched>"
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
-        self.metrics = metrics
-        # Children cached per label values: labels() validates and locks on every call.
-        self._requests = functools.cache(metrics.requests.labels)
-        self._latency = functools.cache(metrics.latency.labels)
+        self.stats = metrics.http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,18 +66,16 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), *response_headers]
             await send(message)
 
-        metrics = self.metrics
-        metrics.in_flight.inc()
+        stats = self.stats
+        stats.in_flight += 1
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_context)
         finally:
             elapsed = time.perf_counter() - started
-            metrics.in_flight.dec()
-            route = _route_label(scope)
+            stats.in_flight -= 1
             method = scope["method"]  # type: ignore[typeddict-item]  # an http scope, checked above
-            self._requests(method, route, str(status)).inc()
-            self._latency(method, route).observe(elapsed)
+            stats.finished(method, _route_label(scope), status, elapsed)
             request_id_var.reset(request_id_token)
             trace_var.reset(trace_token)
             deadline_var.reset(deadline_token)
