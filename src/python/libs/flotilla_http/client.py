@@ -75,6 +75,7 @@ from flotilla_http.policies import BreakerPolicy, RetryPolicy
 from flotilla_http.pool import Answer, ConnectFailed, ConnectionPool, Origin
 from flotilla_http.response import Response, StreamingResponse
 from flotilla_kit.context import request_id_var, trace_var
+from flotilla_kit.metrics import method_label
 from prometheus_client import CollectorRegistry
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -374,7 +375,7 @@ class HttpClient:
             outcome = "ok" if answer.status < 400 else "client_error" if answer.status < 500 else "server_error"
             return answer
         finally:
-            self._call_outcomes(call.service, call.method, outcome).inc()
+            self._call_outcomes(call.service, method_label(call.method), outcome).inc()
 
     async def _attempts(self, call: _Call[A], send: Callable[[Instance, float, Callable[[], None]], Awaitable[A]]) -> A:
         """Run attempts of ``call``; return the last answer or raise what the last failure means."""

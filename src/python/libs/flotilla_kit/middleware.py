@@ -21,7 +21,7 @@ from flotilla_kit.context import (
     request_id_var,
     trace_var,
 )
-from flotilla_kit.metrics import ServiceMetrics
+from flotilla_kit.metrics import ServiceMetrics, method_label
 
 REQUEST_ID_HEADER = b"x-request-id"
 TRACEPARENT_HEADER = b"traceparent"
@@ -74,7 +74,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             stats.in_flight -= 1
-            method = scope["method"]  # type: ignore[typeddict-item]  # an http scope, checked above
+            method = method_label(scope["method"])  # type: ignore[typeddict-item]  # an http scope, checked above
             stats.finished(method, _route_label(scope), status, elapsed)
             request_id_var.reset(request_id_token)
             trace_var.reset(trace_token)

@@ -133,3 +133,18 @@ async def test_a_path_that_is_not_absolute_and_percent_encoded_is_refused_before
 
     with pytest.raises(ValueError, match="path must"):
         await client.request("catalog", "GET", path)
+
+
+async def test_calls_with_unusual_methods_are_counted_under_one_label(make_client, granian_upstream):
+    client = await make_client({"catalog": [granian_upstream]})
+
+    for method in ("BREW", "PROPFIND"):
+        await client.request("catalog", method, "/echo")
+
+    calls_by_method: dict[str, float] = {}
+    for metric in client.metrics_registry.collect():
+        for sample in metric.samples:
+            if sample.name == "flotilla_http_client_requests_total":
+                method = sample.labels["method"]
+                calls_by_method[method] = calls_by_method.get(method, 0) + sample.value
+    assert calls_by_method == {"OTHER": 2}

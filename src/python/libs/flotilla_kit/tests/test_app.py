@@ -101,6 +101,14 @@ def test_metrics_count_requests_by_route_template(client):
     assert 'service_info{git_revision="unknown",version="1.2.3"} 1.0' in text
 
 
+def test_unknown_methods_share_one_metric_label_so_callers_cannot_grow_the_series(client):
+    for method in ("BREW", "WHEN", "X-SCAN"):
+        client.request(method, "/orders")
+    text = client.get("/metrics").text
+    assert 'http_requests_total{method="OTHER",route="<unmatched>",status="405"} 3.0' in text
+    assert "BREW" not in text
+
+
 def test_a_request_id_is_echoed_or_made(client):
     assert client.get("/healthz", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
     assert len(client.get("/healthz").headers["x-request-id"]) == 32
