@@ -25,7 +25,7 @@ class HttpRequestStats:
 
     Kept in plain ints and turned into metric families when ``/metrics`` is read. prometheus_client's
     own metrics take a lock on every update, which cost ~8 µs of every request here; these are
-    updated and read on the app's event loop only, so they need none. Not for use from threads.
+    updated on the app's event loop only (never from threads), so they need none.
     """
 
     def __init__(self, buckets: tuple[float, ...] = _LATENCY_BUCKETS) -> None:
@@ -54,7 +54,9 @@ class HttpRequestStats:
             "HTTP requests handled, by route template and status code.",
             labels=["method", "route", "status"],
         )
-        for request_labels, count in self._counts.items():
+        # list(): one step under the GIL, so even a scrape from another thread (prometheus_client's
+        # own HTTP server) reads a consistent snapshot instead of a dict changing under it.
+        for request_labels, count in list(self._counts.items()):
             requests.add_metric(list(request_labels), count)
         yield requests
         latency = HistogramMetricFamily(
@@ -63,12 +65,13 @@ class HttpRequestStats:
             labels=["method", "route"],
         )
         bounds = [*(str(bound) for bound in self._buckets), "+Inf"]
-        for latency_labels, row in self._latency.items():
+        for latency_labels, row in list(self._latency.items()):
+            *observed_per_bucket, total_seconds = row  # one copy, so that counts and sum agree
             cumulative, buckets = 0.0, []
-            for bound, observed in zip(bounds, row[:-1], strict=False):
+            for bound, observed in zip(bounds, observed_per_bucket, strict=True):
                 cumulative += observed
                 buckets.append((bound, cumulative))
-            latency.add_metric(list(latency_labels), buckets, sum_value=row[-1])
+            latency.add_metric(list(latency_labels), buckets, sum_value=total_seconds)
         yield latency
 
 
