@@ -120,19 +120,10 @@ async def test_a_path_that_is_not_an_encoded_absolute_path_is_refused(make_clien
     upstream = await upstreams()
     client = await make_client({"catalog": [upstream.url]})
 
-    for path in ("status", "//evil.example/x", "/a b", "http://evil.example/"):
-        with pytest.raises(ValueError):
+    for path in ("status", "//evil.example/x", "/a b", "http://evil.example/", "/tab\there", "/caf\u00e9", "/nul\x00"):
+        with pytest.raises(ValueError, match="path must"):
             await client.request("catalog", "GET", path)
-
-
-@pytest.mark.parametrize("path", ["products/1", "//evil.example/x", "/a b", "/tab\there", "/caf\u00e9", "/nul\x00"])
-async def test_a_path_that_is_not_absolute_and_percent_encoded_is_refused_before_any_call(
-    make_client, granian_upstream, path
-):
-    client = await make_client({"catalog": [granian_upstream]})
-
-    with pytest.raises(ValueError, match="path must"):
-        await client.request("catalog", "GET", path)
+    assert sum(upstream.hits.values()) == 0
 
 
 async def test_calls_with_unusual_methods_are_counted_under_one_label(make_client, granian_upstream):
