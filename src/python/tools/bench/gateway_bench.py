@@ -132,7 +132,7 @@ def _ratio(rounds: Rounds, over: str, under: str) -> float:
 def _overhead(rounds: Rounds, through: str, base: str) -> str:
     """Added latency: the median over rounds of each round's difference. The two runs of a round
     are back to back, so a slow spell of this shared machine weighs on both alike."""
-    pairs = list(zip(rounds[(through, "paced")], rounds[(base, "paced")], strict=False))
+    pairs = list(zip(rounds[(through, "paced")], rounds[(base, "paced")], strict=True))
     p50 = statistics.median(over.p50_ms - under.p50_ms for over, under in pairs)
     p99 = statistics.median(over.p99_ms - under.p99_ms for over, under in pairs)
     return f"p50 {p50:+.2f} ms, p99 {p99:+.2f} ms"
