@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,20 @@ async def raw_upstream() -> AsyncIterator[Callable[[Answer], Awaitable[RawUpstre
         upstream.server.close()
 
 
+@pytest.fixture
+async def make_pool() -> AsyncIterator[Callable[..., ConnectionPool]]:
+    """ConnectionPool(**options), each closed when the test ends, whether it passed or not."""
+    pools: list[ConnectionPool] = []
+
+    def make(**options: Any) -> ConnectionPool:
+        pools.append(ConnectionPool(**options))
+        return pools[-1]
+
+    yield make
+    for pool in pools:
+        await pool.close()
+
+
 def fixed(*answers: bytes, close: bool = False) -> Answer:
     async def answer(head: bytes, writer: asyncio.StreamWriter) -> None:
         for part in answers:
@@ -85,114 +100,103 @@ async def get(pool: ConnectionPool, origin: Origin, method: bytes = b"GET") -> t
         answer.release()
 
 
-async def test_a_connection_is_reused_for_the_next_request(raw_upstream):
+async def test_a_connection_is_reused_for_the_next_request(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(OK))
-    pool = ConnectionPool()
+    pool = make_pool()
     assert [await get(pool, upstream.origin) for _ in range(3)] == [(200, b"ok")] * 3
     assert upstream.connections == 1
     assert upstream.heads[0].startswith(b"GET /x HTTP/1.1\r\nhost: 127.0.0.1:")
-    await pool.close()
 
 
-async def test_a_chunked_answer_is_put_together(raw_upstream):
+async def test_a_chunked_answer_is_put_together(raw_upstream, make_pool):
     upstream = await raw_upstream(
         fixed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"5\r\nhello\r\n", b"6\r\n world\r\n0\r\n\r\n")
     )
-    pool = ConnectionPool()
+    pool = make_pool()
     assert await get(pool, upstream.origin) == (200, b"hello world")
     assert await get(pool, upstream.origin) == (200, b"hello world")
     assert upstream.connections == 1
-    await pool.close()
 
 
-async def test_an_answer_without_a_length_ends_when_the_upstream_closes(raw_upstream):
+async def test_an_answer_without_a_length_ends_when_the_upstream_closes(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(b"HTTP/1.1 200 OK\r\n\r\n", b"all of ", b"it", close=True))
-    pool = ConnectionPool()
+    pool = make_pool()
     assert await get(pool, upstream.origin) == (200, b"all of it")
     assert await get(pool, upstream.origin) == (200, b"all of it")
     assert upstream.connections == 2
-    await pool.close()
 
 
-async def test_an_answer_cut_short_raises_connection_broken(raw_upstream):
+async def test_an_answer_cut_short_raises_connection_broken(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", close=True))
-    pool = ConnectionPool()
+    pool = make_pool()
     with pytest.raises(ConnectionBroken, match="before the answer was whole"):
         await get(pool, upstream.origin)
     assert pool.open_connections == 0
-    await pool.close()
 
 
-async def test_informational_answers_are_skipped(raw_upstream):
+async def test_informational_answers_are_skipped(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n", OK))
-    pool = ConnectionPool()
+    pool = make_pool()
     assert await get(pool, upstream.origin) == (200, b"ok")
-    await pool.close()
 
 
-async def test_the_answer_to_head_has_no_body_whatever_its_length_says(raw_upstream):
+async def test_the_answer_to_head_has_no_body_whatever_its_length_says(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"))
-    pool = ConnectionPool()
+    pool = make_pool()
     assert await get(pool, upstream.origin, b"HEAD") == (200, b"")
-    await pool.close()
 
 
-async def test_a_malformed_answer_raises_connection_broken(raw_upstream):
+async def test_a_malformed_answer_raises_connection_broken(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(b"HTTP/1.1 abc nonsense\r\n\r\n"))
-    pool = ConnectionPool()
+    pool = make_pool()
     with pytest.raises(ConnectionBroken, match="malformed"):
         await get(pool, upstream.origin)
-    await pool.close()
 
 
-async def test_a_body_left_half_read_costs_its_connection(raw_upstream):
+async def test_a_body_left_half_read_costs_its_connection(raw_upstream, make_pool):
     big = b"x" * 100_000
     upstream = await raw_upstream(fixed(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(big), big)))
-    pool = ConnectionPool()
+    pool = make_pool()
     answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
     assert len(await answer.read_chunk(1000)) == 1000
     answer.release()
     assert pool.open_connections == 0
     assert (await get(pool, upstream.origin))[1] == big
     assert upstream.connections == 2
-    await pool.close()
 
 
-async def test_requests_beyond_the_limit_wait_for_a_connection(raw_upstream):
+async def test_requests_beyond_the_limit_wait_for_a_connection(raw_upstream, make_pool):
     async def slow(head: bytes, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.05)
         writer.write(OK)
 
     upstream = await raw_upstream(slow)
-    pool = ConnectionPool(limit=2)
+    pool = make_pool(limit=2)
     answers = await asyncio.gather(*(get(pool, upstream.origin) for _ in range(8)))
     assert answers == [(200, b"ok")] * 8
     assert upstream.most_open == 2
-    await pool.close()
 
 
-async def test_a_connection_idle_too_long_is_not_reused(raw_upstream):
+async def test_a_connection_idle_too_long_is_not_reused(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(OK))
-    pool = ConnectionPool(idle_timeout=0.05)
+    pool = make_pool(idle_timeout=0.05)
     await get(pool, upstream.origin)
     await asyncio.sleep(0.1)
     await get(pool, upstream.origin)
     assert upstream.connections == 2
-    await pool.close()
 
 
-async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(raw_upstream):
+async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(raw_upstream, make_pool):
     upstream = await raw_upstream(
         fixed(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok", close=True)
     )
-    pool = ConnectionPool()
+    pool = make_pool()
     assert await get(pool, upstream.origin) == (200, b"ok")
     assert await get(pool, upstream.origin) == (200, b"ok")
     assert upstream.connections == 2
-    await pool.close()
 
 
-async def test_bodies_are_framed_by_length_or_in_chunks(raw_upstream):
+async def test_bodies_are_framed_by_length_or_in_chunks(raw_upstream, make_pool):
     received: list[bytes] = []
 
     async def echo_head(head: bytes, writer: asyncio.StreamWriter) -> None:
@@ -201,7 +205,7 @@ async def test_bodies_are_framed_by_length_or_in_chunks(raw_upstream):
         writer.close()
 
     upstream = await raw_upstream(echo_head)
-    pool = ConnectionPool()
+    pool = make_pool()
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b"a"
@@ -214,15 +218,13 @@ async def test_bodies_are_framed_by_length_or_in_chunks(raw_upstream):
     assert b"content-length: 7\r\n" in received[0]
     assert b"content-length: 0\r\n" in received[1]
     assert b"transfer-encoding: chunked\r\n" in received[2]
-    await pool.close()
 
 
-async def test_a_refused_connect_raises_connect_failed():
-    pool = ConnectionPool()
+async def test_a_refused_connect_raises_connect_failed(make_pool):
+    pool = make_pool()
     with pytest.raises(ConnectFailed, match="cannot connect"):
         await pool.request(Origin.parse(f"http://127.0.0.1:{free_port()}"), b"GET", b"/", [], None)
     assert pool.open_connections == 0
-    await pool.close()
 
 
 def test_origins_keep_a_base_path_and_name_their_host_as_http_wants():
