@@ -3,16 +3,17 @@
 Run:  ./pants run src/python/tools/bench:gateway -- [--duration 8s] [--rounds 5]   (needs wrk)
 
 Starts, as real processes on loopback, each served by granian with one worker: Redis, an in-memory
-upstream (a JSON product built per request), one catalog instance (SQLite), a bare aiohttp proxy
-(bare_proxy.py) in front of each, and the gateway. Then wrk (one thread) measures, rounds
-alternating the order of the targets:
+upstream (a JSON product built per request), one catalog instance (SQLite), in front of each a
+bare aiohttp proxy (bare_proxy.py) and nginx (nginx_proxy.py, one worker, upstream keep-alive),
+and the gateway. Then wrk (one thread) measures, rounds alternating the order of the targets:
 
-- in-memory upstream: direct, through the bare proxy, through the gateway. Saturation (64
-  connections): what auth, limits, discovery and breakers cost beyond proxying itself. Latency at
-  half the bare proxy's saturation rate (paced requests, see bench.wrk.run_wrk_paced).
-- catalog GET of one product: direct, through the bare proxy, through the gateway. Saturation (64
-  connections), and latency at half the direct saturation rate: the gateway issue's targets. The
-  bare proxy shows what any one Python hop adds on this machine.
+- in-memory upstream: direct, through nginx, through the bare proxy, through the gateway.
+  Saturation (64 connections): what auth, limits, discovery and breakers cost beyond proxying
+  itself. Latency at half the bare proxy's saturation rate (paced requests, see
+  bench.wrk.run_wrk_paced).
+- catalog GET of one product: the same four. Saturation (64 connections), and latency at half the
+  direct saturation rate: the gateway issue's targets. The bare proxy shows what any one Python
+  hop adds on this machine; nginx, what a user would put in front instead (the floor of a hop).
 
 Added latency is the median over rounds of each round's difference, and the in-memory upstream's
 throughput, set against the figure in shared/BENCHMARKS.md, says how fast the machine is today.
@@ -37,6 +38,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from bench.nginx_proxy import serve_nginx
 from bench.wrk import WrkResult, run_wrk, run_wrk_paced
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess, serve_asgi
@@ -166,6 +168,10 @@ def main() -> None:
                 "bench.bare_proxy:create_app", free_port(), env={"UPSTREAM_URL": catalog.base_url}
             )
             processes.append(bare_catalog)
+            nginx = serve_nginx(memory.base_url, free_port(), Path(directory) / "nginx-memory")
+            processes.append(nginx)
+            nginx_catalog = serve_nginx(catalog.base_url, free_port(), Path(directory) / "nginx-catalog")
+            processes.append(nginx_catalog)
             gateway = _service(
                 "gateway",
                 free_port(),
@@ -184,6 +190,7 @@ def main() -> None:
             in_memory, in_memory_rate = _measure(
                 {
                     "direct": f"{memory.base_url}/products/42",
+                    "nginx": f"{nginx.base_url}/products/42",
                     "bare proxy": f"{bare.base_url}/products/42",
                     "gateway": f"{gateway.base_url}/api/memory/products/42",
                 },
@@ -194,6 +201,7 @@ def main() -> None:
             catalog_read, catalog_rate = _measure(
                 {
                     "direct": f"{catalog.base_url}/products/{product_id}",
+                    "nginx": f"{nginx_catalog.base_url}/products/{product_id}",
                     "bare proxy": f"{bare_catalog.base_url}/products/{product_id}",
                     "gateway": f"{gateway.base_url}/api/catalog/products/{product_id}",
                 },
@@ -222,17 +230,28 @@ def main() -> None:
         " (aim >= 0.8)"
     )
     print(
+        f"gateway / direct, in-memory upstream, 64 connections: {_ratio(in_memory, 'gateway', 'direct'):.2f}"
+        f" (aim >= 0.6); nginx {_ratio(in_memory, 'nginx', 'direct'):.2f},"
+        f" bare proxy {_ratio(in_memory, 'bare proxy', 'direct'):.2f}"
+    )
+    print(
+        f"gateway / nginx, in-memory upstream, 64 connections: {_ratio(in_memory, 'gateway', 'nginx'):.2f};"
+        f" catalog GET {_ratio(catalog_read, 'gateway', 'nginx'):.2f}"
+    )
+    print(
         f"gateway / direct, catalog GET, 64 connections: {_ratio(catalog_read, 'gateway', 'direct'):.2f}"
-        " (target >= 0.6)"
+        f" (target >= 0.6); nginx {_ratio(catalog_read, 'nginx', 'direct'):.2f}"
     )
     print(
         "added latency, catalog GET at half the direct saturation rate (median of paired rounds): gateway"
         f" {_overhead(catalog_read, 'gateway', 'direct')} (target: p50 <= 1 ms, p99 <= 2 ms);"
+        f" nginx {_overhead(catalog_read, 'nginx', 'direct')};"
         f" bare proxy {_overhead(catalog_read, 'bare proxy', 'direct')}"
     )
     print(
         "added latency, in-memory upstream at half the bare proxy's saturation rate: gateway"
-        f" {_overhead(in_memory, 'gateway', 'direct')}; bare proxy {_overhead(in_memory, 'bare proxy', 'direct')}"
+        f" {_overhead(in_memory, 'gateway', 'direct')} (aim: p50 <= 0.5 ms);"
+        f" nginx {_overhead(in_memory, 'nginx', 'direct')}; bare proxy {_overhead(in_memory, 'bare proxy', 'direct')}"
     )
 
 
