@@ -64,6 +64,7 @@ class Shop:
     redis_url: str
     private_key: ed25519.Ed25519PrivateKey
     gateway: ServiceProcess | None = None
+    gateway_internal_url: str = ""  # /metrics and /info: never on the gateway's public port
     catalogs: dict[str, ServiceProcess] = field(default_factory=dict)
     catalog_ports: dict[str, int] = field(default_factory=dict)
 
@@ -104,7 +105,8 @@ def shop(tmp_path_factory) -> Iterator[Shop]:
     try:
         shop.start_catalog("catalog-a")
         shop.start_catalog("catalog-b")
-        port = free_port()
+        port, internal_port = free_port(), free_port()
+        shop.gateway_internal_url = f"http://127.0.0.1:{internal_port}"
         env = {
             **_env(),
             "DISCOVERY": "redis",
@@ -113,6 +115,7 @@ def shop(tmp_path_factory) -> Iterator[Shop]:
             "ROUTES_FILE": str(directory / "routes.toml"),
             "RATE_LIMITS": "default=1000/1,burst=1000;tight=10/60,burst=10",
             "MAX_REQUEST_BODY_BYTES": "100000",
+            "INTERNAL_PORT": str(internal_port),
         }
         shop.gateway = ServiceProcess(
             [sys.executable, "-m", "gateway", "serve", "--port", str(port)], port=port, env=env

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from e2e.support import create_product, problem
+from e2e.support import create_product, problem, send_and_leave, send_raw
 
 from flotilla_kit.testing.waiting import eventually
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -137,6 +138,9 @@ def test_the_merged_openapi_document_covers_routed_services(shop):
     assert "/api/storefront/products/{product_id}" in paths
     assert not any("metrics" in path or "healthz" in path for path in paths)
     assert paths["/api/catalog/products"]["post"]["security"] == [{"bearer": []}]
+    # The edge refuses a body on a GET whatever the service says: documented there too.
+    for path in ["/api/catalog/products/{product_id}", "/api/storefront/products/{product_id}"]:
+        assert "does not take" in paths[path]["get"]["responses"]["413"]["description"]
     assert "catalog_Product" in document["components"]["schemas"]
 
 
@@ -176,7 +180,7 @@ def test_instances_dying_and_returning(shop):
         assert time.monotonic() - started < 10  # answers, does not hang (the upstream timeout is 3 s)
         for _ in range(10):
             problem(http.get(path), 503)
-        metrics = http.get("/metrics").text
+        metrics = httpx.get(f"{shop.gateway_internal_url}/metrics").text
         assert (
             'flotilla_http_client_breaker_transitions_total{from_state="closed",service="catalog",to_state="open"}'
             in metrics
@@ -243,3 +247,159 @@ def test_a_request_body_of_unknown_length_is_streamed_to_the_service_and_held_to
             headers={**admin, "content-type": "application/json"},
         )
     problem(oversized, 413)
+
+
+def _smuggled_creation(sku: str) -> str:
+    """A subject that, written unchecked into the upstream request's headers, ends it and starts a second one."""
+    body = json.dumps({"sku": sku, "name": "Smuggled", "price": {"amount": 1, "currency": "EUR"}})
+    return (
+        "u1\r\ncontent-length: 0\r\n\r\n"
+        "POST /products HTTP/1.1\r\nhost: catalog\r\nx-caller-id: root\r\nx-caller-roles: admin\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n{body}"
+    )
+
+
+@pytest.mark.parametrize("case", ["roles header", "smuggled request", "roles claim", "not latin-1"])
+def test_a_token_whose_identity_could_inject_headers_is_401_and_nothing_reaches_the_catalog(shop, case):
+    sku = f"SMUGGLED-{uuid.uuid4().hex[:8]}".upper()
+    token = {
+        "roles header": lambda: shop.token(sub="u1\r\nx-caller-roles: admin"),
+        "smuggled request": lambda: shop.token(sub=_smuggled_creation(sku)),
+        "roles claim": lambda: shop.token("user\r\nx-caller-roles: admin"),
+        "not latin-1": lambda: shop.token(sub="u\u20ac1"),
+    }[case]()
+    with httpx.Client(base_url=shop.url) as http:
+        read = http.get(f"/api/catalog/products/by-sku/{sku}", headers={"authorization": f"Bearer {token}"})
+        write = http.post(
+            "/api/catalog/products",
+            json={"sku": sku, "name": "Injected", "price": {"amount": 1, "currency": "EUR"}},
+            headers={"authorization": f"Bearer {token}"},
+        )
+    for response in (read, write):
+        assert "not a safe identifier" in problem(response, 401)["detail"]
+        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    catalog = next(c for c in shop.catalogs.values() if c.process.poll() is None)  # instances share one database
+    direct = httpx.get(f"{catalog.base_url}/products/by-sku/{sku}")
+    assert direct.status_code == 404, direct.text  # no product was created by a smuggled request
+
+
+def test_bodies_on_get_are_refused_at_the_edge_and_never_open_the_breaker(shop):
+    """Anonymous GETs with bodies once tripped the catalog's breaker for everyone; now they end at the edge."""
+
+    def chunked(size: int) -> Iterator[bytes]:  # no length up front: chunked encoding
+        yield from (b"x" * 16_384 for _ in range(size // 16_384))
+
+    with httpx.Client(base_url=shop.url, timeout=30) as http:
+        product = create_product(http, shop.token("admin"), "kettle")
+        path = f"/api/catalog/products/{product['id']}"
+        for i in range(30):
+            content: bytes | Iterator[bytes] = (
+                chunked(700_000) if i % 3 == 0 else b"x" * (1_000_000 if i % 3 == 1 else 60_000)
+            )
+            assert (
+                "takes no body" in problem(http.request("GET", "/api/catalog/products", content=content), 413)["detail"]
+            )
+        assert http.get(path).status_code == 200
+        assert http.get("/api/catalog/products").status_code == 200
+
+
+def test_a_body_on_get_costs_no_rate_limit_permit(shop):
+    token = {"authorization": f"Bearer {shop.token(sub=f'bodies-{uuid.uuid4().hex}')}"}
+    with httpx.Client(base_url=shop.url, timeout=30) as http:
+        for _ in range(15):
+            problem(http.request("GET", "/api/limited", content=b"{}", headers=token), 413)
+        problem(http.request("DELETE", "/api/catalog/products/x", content=b"{}"), 405)  # unrouted: no body check
+        assert [http.get("/api/limited", headers=token).status_code for _ in range(10)] == [200] * 10
+
+
+ENCODED_SLASHES = [
+    "/api/catalog/%2fmetrics",
+    "/api/catalog/%2Fmetrics",
+    "/api/catalog/%2f%2fmetrics",
+    "/api/catalog/%2finfo",
+    "/api/catalog/%2fhealthz",
+    "/api/catalog/%2freadyz",
+    "/api/catalog/%2fschema/openapi.json",
+    "/api/catalog//metrics",
+    "/api/catalog/%2f/metrics",
+    "/api/catalog/products/%2f..%2fmetrics",
+]
+
+
+@pytest.mark.parametrize("path", ENCODED_SLASHES)
+def test_encoded_slashes_do_not_reach_internal_endpoints(shop, path):
+    answer = send_raw(shop.url, f"GET {path} HTTP/1.1")
+    assert answer.status == 404, answer
+    assert json.loads(answer.body)["type"].endswith("/not-found")
+
+
+def test_an_absolute_form_target_is_routed_as_its_path(shop):
+    with httpx.Client(base_url=shop.url) as http:
+        product = create_product(http, shop.token("admin"), "cup")
+    path = f"/api/catalog/products/{product['id']}"
+    read = send_raw(shop.url, f"GET http://evil.example{path} HTTP/1.1")
+    assert read.status == 200 and json.loads(read.body) == product
+    for target in ["/api/catalog/%2fmetrics", "/api/catalog/metrics", "//api/catalog/%2fhealthz"]:
+        assert send_raw(shop.url, f"GET http://evil.example{target} HTTP/1.1").status == 404, target
+    assert send_raw(shop.url, "GET http://evil.example/api/limited HTTP/1.1").status == 401
+    # The gateway's own endpoints answer an absolute-form target as they answer its path, whatever
+    # the port policy for them is.
+    for own in ["/metrics", "/info", "//metrics", "/healthz"]:
+        assert (
+            send_raw(shop.url, f"GET http://evil.example{own} HTTP/1.1").status
+            == send_raw(shop.url, f"GET {own} HTTP/1.1").status
+        ), own
+
+
+def _metric(base_url: str, sample: str, **labels: str) -> float:
+    """The sum of the samples named ``sample`` whose labels include ``labels``, as ``base_url``/metrics has them."""
+    text = httpx.get(f"{base_url}/metrics").text
+    return sum(
+        found.value
+        for family in text_string_to_metric_families(text)
+        for found in family.samples
+        if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _assert_no_error_logged(output: str, who: str) -> None:
+    errors = [line for line in output.splitlines() if '"level":"ERROR"' in line or "Traceback" in line]
+    assert not errors, f"{who} logged errors:\n" + "\n".join(errors)
+
+
+def test_bodies_cut_short_through_the_gateway_are_the_callers_fault_alone(shop):
+    """A bad chunk size is a 400 problem; callers leaving mid-body, more than enough of them to open a
+    breaker that counted them, open nothing and make neither the gateway nor the catalog log an error."""
+    request_line = "POST /api/catalog/products HTTP/1.1"
+    headers = {
+        "authorization": f"Bearer {shop.token('admin')}",
+        "content-type": "application/json",
+        "transfer-encoding": "chunked",
+    }
+    assert shop.gateway is not None
+    catalogs = [catalog for catalog in shop.catalogs.values() if catalog.process.poll() is None]
+    logged = [(catalog, len(catalog.output())) for catalog in [shop.gateway, *catalogs]]
+    opened = {"service": "catalog", "to_state": "open"}
+    openings = _metric(shop.gateway_internal_url, "flotilla_http_client_breaker_transitions_total", **opened)
+    posts = {"method": "POST", "route": "/api/catalog/products/{path}"}
+    posted = _metric(shop.gateway_internal_url, "http_requests_total", **posts)
+
+    bad = send_raw(shop.url, request_line, headers=headers, body=b"zz\r\n{}\r\n0\r\n\r\n")
+    assert bad.status == 400, bad
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert json.loads(bad.body)["type"].endswith("/incomplete-body")
+
+    for _ in range(20):
+        send_and_leave(shop.url, request_line, headers=headers, body=b'40\r\n{"sku": "cut-short", "na')
+
+    async def all_handled() -> bool:
+        return _metric(shop.gateway_internal_url, "http_requests_total", **posts) >= posted + 21
+
+    asyncio.run(eventually(all_handled, timeout=30, what="the gateway has handled every request"))
+    with httpx.Client(base_url=shop.url, timeout=30) as http:
+        assert http.get("/api/catalog/products").status_code == 200
+    assert _metric(shop.gateway_internal_url, "flotilla_http_client_breaker_transitions_total", **opened) == openings
+    for process, since in logged:
+        # Answered after the cut-short requests: what a process logs about them is in by now.
+        assert httpx.get(f"{process.base_url}/healthz").status_code == 200
+        _assert_no_error_logged(process.output()[since:], process.base_url)

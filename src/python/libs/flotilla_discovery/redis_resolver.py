@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 import redis.asyncio as redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from flotilla_discovery.errors import DiscoveryUnavailable
 from flotilla_discovery.instance import Instance
-from flotilla_discovery.redis_store import RedisStore, as_text, channel_pattern, channel_prefix
+from flotilla_discovery.redis_store import Change, RedisStore, as_text, channel_pattern, channel_prefix
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,14 @@ _RESUBSCRIBE_SECONDS = 1.0
 # Shortest wait between periodic passes, so a clock that does not move cannot make a busy loop.
 _MIN_WAKE_SECONDS = 0.05
 
+_change_decoder = msgspec.json.Decoder(Change)
+
 
 @dataclass
 class _Cached:
     instances: list[Instance]
     checked_at: float  # when Redis was last asked, successfully or not
+    unreachable: bool = False  # the last ask failed: wait a whole refresh_seconds before the next
 
 
 class RedisResolver:
@@ -36,9 +40,15 @@ class RedisResolver:
 
     A service's list is read from Redis on first use and then re-read when its channel announces a
     change (a listener task started by ``start()``) and whenever it is ``refresh_seconds`` old, so
-    a lost notification costs at most ``refresh_seconds`` of staleness. While Redis is unreachable
-    the last known list is served, and Redis is asked again at most every ``refresh_seconds`` per
-    service. Without ``start()`` it still works, by age alone. The client is the caller's to close.
+    a lost notification costs at most ``refresh_seconds`` of staleness; a service with no instance
+    is re-read once it is ``empty_refresh_seconds`` old, so that even then the first instance to
+    come back is found within about a second. While Redis is unreachable the last known list is
+    served, and Redis is asked again at most every ``refresh_seconds`` per service. Without
+    ``start()`` it still works, by age alone. The client is the caller's to close.
+
+    Registration listeners (``add_registration_listener``) hear of every instance that registers,
+    new or again under its old id (a restart), once the cached list holds it: from the registry's
+    announcement, or from a re-read finding an instance id the cache did not have.
     """
 
     def __init__(
@@ -47,9 +57,11 @@ class RedisResolver:
         *,
         namespace: str = "flotilla",
         refresh_seconds: float = 5.0,
+        empty_refresh_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.refresh_seconds = refresh_seconds
+        self.empty_refresh_seconds = min(empty_refresh_seconds, refresh_seconds)
         self._client = client
         self._store = RedisStore(client, namespace)
         self._prefix = channel_prefix(namespace)
@@ -58,6 +70,15 @@ class RedisResolver:
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._registration_listeners: list[Callable[[Instance], None]] = []
+
+    def add_registration_listener(self, listener: Callable[[Instance], None]) -> None:
+        """Call ``listener(instance)`` when ``instance`` registers, new or again (see the class doc).
+
+        Only services this resolver has been asked about are followed. The listener runs on the
+        event loop inside a refresh; an exception it raises is logged and otherwise ignored.
+        """
+        self._registration_listeners.append(listener)
 
     async def start(self) -> None:
         """Subscribe to change notifications and start the listener task.
@@ -90,10 +111,14 @@ class RedisResolver:
             return list(cached.instances)
         return list(await self._refresh(service, force=False))
 
-    def _is_fresh(self, cached: _Cached) -> bool:
-        return self._clock() - cached.checked_at < self.refresh_seconds
+    def _max_age(self, cached: _Cached) -> float:
+        return self.refresh_seconds if cached.instances or cached.unreachable else self.empty_refresh_seconds
 
-    async def _refresh(self, service: str, *, force: bool) -> list[Instance]:
+    def _is_fresh(self, cached: _Cached) -> bool:
+        return self._clock() - cached.checked_at < self._max_age(cached)
+
+    async def _refresh(self, service: str, *, force: bool, announced: str | None = None) -> list[Instance]:
+        """Re-read ``service`` unless fresh (or ``force``); ``announced`` is an id that just registered."""
         async with self._locks.setdefault(service, asyncio.Lock()):
             cached = self._cache.get(service)
             if not force and cached is not None and self._is_fresh(cached):
@@ -105,15 +130,28 @@ class RedisResolver:
                     raise DiscoveryUnavailable(service, f"registry unreachable: {error!r}") from error
                 log.warning("registry unreachable, serving the last known instances of %s: %r", service, error)
                 cached.checked_at = self._clock()  # so that callers don't each wait on a dead Redis
+                cached.unreachable = True
                 return cached.instances
             self._cache[service] = _Cached(found, self._clock())
+            if cached is not None:  # a first read has no one to tell: nothing knew the service yet
+                self._tell_registered(found, {instance.instance_id for instance in cached.instances}, announced)
             return found
 
-    async def _refresh_quietly(self, service: str, *, force: bool) -> None:
+    def _tell_registered(self, found: list[Instance], known_ids: set[str], announced: str | None) -> None:
+        for instance in found:
+            if instance.instance_id in known_ids and instance.instance_id != announced:
+                continue
+            for listener in self._registration_listeners:
+                try:
+                    listener(instance)
+                except Exception:  # a listener's bug must not stop the cache from refreshing
+                    log.exception("a discovery registration listener failed for %s", instance)
+
+    async def _refresh_quietly(self, service: str, *, force: bool, announced: str | None = None) -> None:
         # Only a first read raises, and a cached service has had one; the guard is for a race with
         # a service being read for the first time, whose caller gets the error itself.
         with contextlib.suppress(DiscoveryUnavailable):
-            await self._refresh(service, force=force)
+            await self._refresh(service, force=force, announced=announced)
 
     async def _subscribe_or_none(self) -> PubSub | None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
@@ -151,7 +189,7 @@ class RedisResolver:
             if message is not None and message.get("type") == "pmessage":
                 service = as_text(message["channel"]).removeprefix(self._prefix)
                 if service in self._cache:  # services nobody asked for here are not worth a read
-                    await self._refresh_quietly(service, force=True)
+                    await self._refresh_quietly(service, force=True, announced=_registered_id(message["data"]))
             for service, cached in list(self._cache.items()):
                 if not self._is_fresh(cached):
                     await self._refresh_quietly(service, force=False)
@@ -159,6 +197,14 @@ class RedisResolver:
     def _seconds_until_due(self) -> float:
         if not self._cache:
             return self.refresh_seconds
-        oldest = min(cached.checked_at for cached in self._cache.values())
-        due_in = oldest + self.refresh_seconds - self._clock()
-        return min(self.refresh_seconds, max(_MIN_WAKE_SECONDS, due_in))
+        next_due = min(cached.checked_at + self._max_age(cached) for cached in self._cache.values())
+        return min(self.refresh_seconds, max(_MIN_WAKE_SECONDS, next_due - self._clock()))
+
+
+def _registered_id(data: bytes | str) -> str | None:
+    """The instance id of a "registered" announcement, else None (other changes, unreadable data)."""
+    try:
+        change = _change_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None  # still worth the re-read the caller makes: something changed
+    return change.instance_id if change.change == "registered" else None

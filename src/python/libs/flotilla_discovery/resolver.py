@@ -7,14 +7,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from flotilla_discovery.dns_resolver import DnsResolver
 from flotilla_discovery.instance import Instance
 from flotilla_discovery.redis_resolver import RedisResolver
 from flotilla_discovery.static_resolver import StaticResolver
 
-__all__ = ["DnsResolver", "RedisResolver", "Resolver", "StaticResolver"]
+__all__ = ["DnsResolver", "RedisResolver", "RegistrationNotifier", "Resolver", "StaticResolver"]
 
 
 class Resolver(Protocol):
@@ -24,4 +25,13 @@ class Resolver(Protocol):
         May raise DiscoveryUnavailable (a NoInstances) when the source cannot be reached and
         nothing is cached. The list is the caller's to keep or change.
         """
+        ...
+
+
+@runtime_checkable
+class RegistrationNotifier(Protocol):
+    """A resolver that can tell when an instance registers (new, or again after a restart)."""
+
+    def add_registration_listener(self, listener: Callable[[Instance], None]) -> None:
+        """Call ``listener(instance)`` once the resolver's list holds a newly (re-)registered instance."""
         ...

@@ -11,6 +11,8 @@ from flotilla_http.client import HttpClient
 from flotilla_http.errors import (
     CircuitOpen,
     DeadlineExceeded,
+    InvalidHeader,
+    InvalidRequest,
     NoHealthyInstance,
     UpstreamConnectError,
     UpstreamError,
@@ -28,6 +30,8 @@ __all__ = [
     "CircuitOpen",
     "DeadlineExceeded",
     "HttpClient",
+    "InvalidHeader",
+    "InvalidRequest",
     "NoHealthyInstance",
     "Response",
     "RetryPolicy",

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
+from flotilla_discovery.errors import DiscoveryUnavailable, NoInstances
 from flotilla_http.errors import CircuitOpen
 from flotilla_http.policies import BreakerPolicy
 
@@ -36,6 +37,13 @@ class CircuitBreaker:
     generation are ignored, so a slow success from before the circuit opened cannot close it, and
     late failures cannot reopen a circuit a probe has just closed. ``clock`` is injectable for tests.
     Not thread-safe: one event loop (no method awaits).
+
+    Two rules keep recovery from waiting on timers that no longer mean anything: an instance
+    registering (``instance_registered``) half-opens an open circuit at once, since the window was
+    sized for instances that have just been replaced; and a probe that finds no instance to call
+    (``record_no_instance``) is given back rather than counted as failed, so the circuit stays
+    half-open and the next call probes as soon as an instance is there, instead of another window.
+    While no instance is there, calls still fail fast: finding none takes no network round trip.
     """
 
     def __init__(
@@ -96,6 +104,34 @@ class CircuitBreaker:
         """The attempt made with ``permit`` ended without telling anything (cancelled, never sent)."""
         if permit.probe and permit.generation == self._generation:
             self._probes_in_flight -= 1
+
+    def record_no_instance(self, permit: Permit, error: NoInstances) -> None:
+        """The attempt made with ``permit`` found no instance to call (``error`` says why).
+
+        A closed circuit counts it as a failure: for callers the service is down. A probe is given
+        back (nothing was probed) unless the discovery source itself is unreachable
+        (DiscoveryUnavailable), which does cost a round trip per call and so opens the circuit again.
+        """
+        if permit.probe and not isinstance(error, DiscoveryUnavailable):
+            self.abandon(permit)
+        else:
+            self.record(permit, failed=True)
+
+    def instance_registered(self) -> None:
+        """An instance of the service registered (new, or back after a restart): probe it now.
+
+        An open circuit half-opens at once; a half-open one starts a new generation, freeing the
+        probe slots that probes sent elsewhere (to an instance the registry still lists but that is
+        dead) would hold until they fail. A closed circuit is left alone. Every registration lets
+        at most ``half_open_max_calls`` calls through, so a crash-looping instance cannot flood the
+        service with traffic.
+        """
+        self._half_open_if_due()
+        if self._state is BreakerState.OPEN:
+            self._move(BreakerState.HALF_OPEN)
+        elif self._state is BreakerState.HALF_OPEN and self._probes_in_flight:
+            self._generation += 1
+            self._probes_in_flight = 0
 
     def _tripped(self) -> bool:
         policy = self._policy

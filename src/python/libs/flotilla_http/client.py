@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import re
 import time
@@ -64,6 +65,8 @@ from flotilla_http.deadline import DEADLINE_HEADER, effective_deadline, header_v
 from flotilla_http.errors import (
     CircuitOpen,
     DeadlineExceeded,
+    InvalidHeader,
+    InvalidRequest,
     NoHealthyInstance,
     UpstreamConnectError,
     UpstreamError,
@@ -78,6 +81,8 @@ from flotilla_kit.context import request_id_var, trace_var
 from flotilla_kit.metrics import method_label
 from prometheus_client import CollectorRegistry
 
+log = logging.getLogger(__name__)
+
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 # Below this, an attempt could not get an answer anyway: treat the deadline as passed.
@@ -90,6 +95,23 @@ _MANAGED_HEADERS = frozenset(
 _MANAGED_HEADER_BYTES = frozenset(name.encode() for name in _MANAGED_HEADERS)
 _DEADLINE_HEADER_BYTES = DEADLINE_HEADER.encode()
 _VISIBLE_ASCII = re.compile("[!-~]*")  # what a percent-encoded path may hold
+# RFC 9110: a field name (and a method) is a token; a field value holds no CR, LF or NUL, any of
+# which could end the header early and start another header, or another request, upstream.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSAFE_IN_VALUE = re.compile(rb"[\r\n\x00]")
+# Names checked already, to their lower-cased form: a gateway relays the same few names over and
+# over, and a dict lookup costs a tenth of a match. Bounded (so that callers inventing names cannot
+# grow it): names beyond it, or longer than usual, are checked each time.
+_NAME_MEMO_SIZE = 1024
+_NAME_MEMO_LONGEST = 64
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")  # a token, upper-cased
+# Failures that say nothing of the upstream's health: neither its breaker nor its ejection hears of
+# them. The caller's streamed body was too slow to come (caller_timeout); or the connection was lost
+# while that body was still going out (lost_sending_body): a server may refuse a body by answering
+# and closing without reading it (RFC 9112 9.6), and when its close resets the connection the
+# answer is lost with it, so the loss is no sign of a failing upstream (one that really fails shows
+# it on requests whose bodies it did take).
+_NOT_THE_UPSTREAMS_FAULT = frozenset({"caller_timeout", "lost_sending_body"})
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 Body = AsyncIterable[bytes] | bytes | None
@@ -101,8 +123,20 @@ class _Failure(Exception):
 
     def __init__(self, kind: str, instance: Instance, detail: str) -> None:
         super().__init__(detail)
-        self.kind = kind  # connect_error (nothing sent) | lost_connection | timeout | body_timeout
+        # connect_error (nothing sent) | lost_connection | timeout | body_timeout (the answer's body)
+        # | caller_timeout (the deadline passed while waiting on the caller's own streamed body)
+        # | lost_sending_body (lost while the caller's streamed body was still going out)
+        self.kind = kind
         self.instance = instance
+
+
+class _CallerBodyFailed(Exception):
+    """The caller's body source raised ``error`` (its own caller gone, a body over its limit): the
+    caller's failure, never the upstream's. The client raises ``error`` itself to the caller."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _OpenStream:
@@ -148,14 +182,30 @@ class _StreamBody:
 
     Each attempt gets its own generator over one shared iterator, so an attempt that never reads
     (connect refused) leaves the body whole for the next, and closing its generator closes nothing.
+    What the source raises comes out as _CallerBodyFailed, so that no transport or timeout error
+    of the caller's is taken for the upstream's; ``waiting`` stays set when the attempt is cancelled
+    (its deadline) while the source had not given its next chunk.
     """
 
     def __init__(self, source: AsyncIterable[bytes]) -> None:
         self._iterator = aiter(source)
         self.started = False
+        self.waiting = False
+        self.finished = False
 
     async def attempt_body(self) -> AsyncIterator[bytes]:
-        async for chunk in self._iterator:
+        while True:
+            self.waiting = True
+            try:
+                chunk = await anext(self._iterator)
+            except StopAsyncIteration:
+                self.waiting = False
+                self.finished = True
+                return
+            except Exception as error:
+                self.waiting = False
+                raise _CallerBodyFailed(error) from error
+            self.waiting = False
             self.started = True
             yield chunk
 
@@ -227,6 +277,7 @@ class HttpClient:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._budgets: dict[str, RetryBudget] = {}
         self._origins: dict[str, Origin] = {}
+        self._checked_names: dict[bytes, bytes] = {}  # header names found to be tokens, lower-cased
         self._pool: ConnectionPool | None = None
 
     async def start(self) -> None:
@@ -236,6 +287,10 @@ class HttpClient:
 
     async def close(self) -> None:
         """Close the pool; calls in flight fail. Closing twice is a no-op."""
+        # The balancer may outlive this client; started again, the client makes new breakers.
+        breakers, self._breakers = self._breakers, {}
+        for service, breaker in breakers.items():
+            self.balancer.remove_registration_listener(service, breaker.instance_registered)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -271,12 +326,14 @@ class HttpClient:
         msgspec (Structs welcome); give it or ``content``, not both. ``idempotent`` overrides the
         method's default (GET, HEAD, OPTIONS, PUT, DELETE are) and decides what may be retried.
         Every answer is returned, 4xx and 5xx included. Raises DeadlineExceeded, CircuitOpen,
-        NoHealthyInstance, UpstreamConnectError, UpstreamTimeout (all UpstreamError), and
-        ValueError for a bad path or both bodies.
+        NoHealthyInstance, UpstreamConnectError, UpstreamTimeout (all UpstreamError);
+        InvalidHeader (a header name that is not a token, a value with CR, LF or NUL) and
+        InvalidRequest (a bad method or path), both ValueErrors raised before anything is sent;
+        ValueError for both bodies.
         """
         if json is not None and content is not None:
             raise ValueError("give json or content, not both")
-        request_headers = _headers(headers)
+        request_headers = _headers(headers, self._checked_names)
         if json is not None:
             content = msgspec.json.encode(json)
             if not any(name == b"content-type" for name, _ in request_headers):
@@ -315,7 +372,7 @@ class HttpClient:
         """
         stream_body = _StreamBody(body) if body is not None and not isinstance(body, bytes) else None
         content = body if isinstance(body, bytes) else None
-        request_headers = _headers(headers)
+        request_headers = _headers(headers, self._checked_names)
         call: _Call[_OpenStream] = self._new_call(service, method, path, timeout, idempotent, stream_body)
         target = path.encode("ascii")
 
@@ -342,6 +399,8 @@ class HttpClient:
         body: _StreamBody | None,
     ) -> _Call[Any]:
         method = method.upper()
+        if not _METHOD.fullmatch(method):
+            raise InvalidRequest(f"method {method!r} is not a token")
         _check_path(path)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
@@ -405,9 +464,13 @@ class HttpClient:
                 try:
                     instance = await self._choose(call.service, tried)
                 except NoInstances as error:
-                    # Every instance gone or ejected: the service is down as far as callers can
-                    # tell, which is what the breaker is for (it then fails fast until a probe).
-                    breaker.record(permit, failed=True)
+                    if tried:
+                        # A retry with nothing left to try: this call's failures are counted already.
+                        breaker.abandon(permit)
+                    else:
+                        # Every instance gone or ejected: the service is down as far as callers can
+                        # tell, which is what the breaker is for (it then fails fast until a probe).
+                        breaker.record_no_instance(permit, error)
                     if last is None:
                         raise NoHealthyInstance(call.service, str(error)) from error
                     break
@@ -438,7 +501,7 @@ class HttpClient:
         breaker = self._breaker(call.service)
         per_try = self.retry_policy.per_try_timeout
         attempt_deadline = call.deadline if per_try is None else min(call.deadline, time.monotonic() + per_try)
-        self.balancer.acquire(instance)
+        sent_at = self.balancer.acquire(instance)
         released = False
 
         def release() -> None:
@@ -450,16 +513,24 @@ class HttpClient:
         try:
             answer = await send(instance, attempt_deadline, release)
         except _Failure as failure:
+            if failure.kind in _NOT_THE_UPSTREAMS_FAULT:
+                breaker.abandon(permit)
+                return failure
             breaker.record(permit, failed=True)
             if failure.kind != "body_timeout":
                 self.balancer.report_failure(instance)
             return failure
+        except _CallerBodyFailed as failure:
+            breaker.abandon(permit)
+            caller_error = failure.error
         except BaseException:
             breaker.abandon(permit)
             raise
-        breaker.record(permit, failed=answer.status >= 500)
-        self.balancer.report_success(instance)
-        return answer
+        else:
+            breaker.record(permit, failed=answer.status >= 500)
+            self.balancer.report_success(instance, sent_at=sent_at)  # a late answer must not end an ejection
+            return answer
+        raise caller_error  # outside the except clause: the caller's exception as it raised it
 
     async def _back_off(self, call: _Call[Any], budget: RetryBudget, attempt: int) -> bool:
         """Wait before attempt number ``attempt``; False when the retry must not happen."""
@@ -526,8 +597,15 @@ class HttpClient:
         except ConnectFailed as error:
             raise _Failure("connect_error", instance, str(error)) from error
         except TimeoutError as error:
+            if call.stream_body is not None and call.stream_body.waiting:
+                message = "the request body to send did not arrive before the deadline"
+                raise _Failure("caller_timeout", instance, message) from error
             raise _Failure("timeout", instance, "no answer before the deadline") from error
         except ConnectionBroken as error:
+            source = call.stream_body
+            if source is not None and source.started and not source.finished:
+                message = f"the connection was lost while the request body was being sent: {error}"
+                raise _Failure("lost_sending_body", instance, message) from error
             raise _Failure("lost_connection", instance, str(error)) from error
 
     async def _send_whole(
@@ -577,6 +655,7 @@ class HttpClient:
         if breaker is None:
             breaker = CircuitBreaker(service, self.breaker_policy, clock=self._clock, on_transition=self._on_transition)
             self._breakers[service] = breaker
+            self.balancer.add_registration_listener(service, breaker.instance_registered)  # recover at once
             self.metrics.breaker_state.labels(service).set(BreakerState.CLOSED)
         return breaker
 
@@ -596,13 +675,25 @@ class HttpClient:
     def _on_transition(self, service: str, old: BreakerState, new: BreakerState) -> None:
         self.metrics.breaker_state.labels(service).set(new)
         self.metrics.breaker_transitions.labels(service, old.name.lower(), new.name.lower()).inc()
+        # Every caller of the service fails fast while it is open: operators must see why, and when it ends.
+        if new is BreakerState.OPEN:
+            retry_after = self.breaker_policy.open_seconds
+            log.warning(
+                "circuit of %s opened (was %s): calls fail fast for %.1fs", service, old.name.lower(), retry_after
+            )
+        elif new is BreakerState.CLOSED:
+            log.info("circuit of %s closed: calls go through again", service)
+        else:
+            log.info("circuit of %s half-open: probing", service)
 
 
-def _headers(headers: Headers | None) -> RawHeaders:
+def _headers(headers: Headers | None, checked_names: dict[bytes, bytes]) -> RawHeaders:
     """The caller's headers minus those the client sets itself (repeats kept), ready for the wire.
 
-    Bytes pairs (as a server received them: the gateway relaying) are taken as they are; str pairs
-    are checked for line breaks, which would let a value start a header of its own.
+    Bytes pairs (as a server received them: the gateway relaying) and str pairs (latin-1 encoded)
+    are checked alike; raises InvalidHeader for a name that is not a token or a value holding CR,
+    LF or NUL. On the gateway's path for every request: a lookup in ``checked_names`` (the memo of
+    names found good) per name and one precompiled search per value.
     """
     if headers is None:
         return []
@@ -610,25 +701,32 @@ def _headers(headers: Headers | None) -> RawHeaders:
     result: RawHeaders = []
     for name, value in pairs:
         if isinstance(name, bytes) and isinstance(value, bytes):
-            lowered_bytes = name.lower()
-            if lowered_bytes not in _MANAGED_HEADER_BYTES:
-                result.append((lowered_bytes, value))
-            continue
-        lowered = str(name).lower()
-        if lowered not in _MANAGED_HEADERS:
-            text = str(value)
-            if "\r" in text or "\n" in text or "\0" in text:
-                raise ValueError(f"header {name!r} holds a line break or NUL")
-            result.append((lowered.encode("latin-1"), text.encode("latin-1")))
+            name_bytes, value_bytes = name, value
+        else:
+            try:
+                name_bytes, value_bytes = str(name).encode("latin-1"), str(value).encode("latin-1")
+            except UnicodeEncodeError:
+                raise InvalidHeader(str(name), "not latin-1 text") from None
+        lowered = checked_names.get(name_bytes)
+        if lowered is None:
+            if _TOKEN.fullmatch(name_bytes) is None:
+                raise InvalidHeader(name_bytes.decode("latin-1"), "the name is not a token")
+            lowered = name_bytes.lower()
+            if len(checked_names) < _NAME_MEMO_SIZE and len(name_bytes) <= _NAME_MEMO_LONGEST:
+                checked_names[name_bytes] = lowered
+        if _UNSAFE_IN_VALUE.search(value_bytes) is not None:
+            raise InvalidHeader(name_bytes.decode("latin-1"), "the value holds CR, LF or NUL")
+        if lowered not in _MANAGED_HEADER_BYTES:
+            result.append((lowered, value_bytes))
     return result
 
 
 def _check_path(path: str) -> None:
-    """Raises ValueError for a path that is not an absolute, percent-encoded path (query allowed)."""
+    """Raises InvalidRequest for a path that is not an absolute, percent-encoded path (query allowed)."""
     if not path.startswith("/") or path.startswith("//"):
-        raise ValueError(f"path must start with a single '/': {path!r}")
+        raise InvalidRequest(f"path must start with a single '/': {path!r}")
     if not _VISIBLE_ASCII.fullmatch(path):
-        raise ValueError(f"path must be percent-encoded, without spaces or controls: {path!r}")
+        raise InvalidRequest(f"path must be percent-encoded, without spaces or controls: {path!r}")
 
 
 def _close(answer: Response | _OpenStream) -> None:
@@ -637,7 +735,7 @@ def _close(answer: Response | _OpenStream) -> None:
 
 
 def _error(service: str, failure: _Failure) -> UpstreamError:
-    if failure.kind in ("timeout", "body_timeout"):
+    if failure.kind in ("timeout", "body_timeout", "caller_timeout"):
         return UpstreamTimeout(service, f"no answer before the deadline ({failure})", instance=failure.instance)
     if failure.kind == "connect_error":
         return UpstreamConnectError(service, f"cannot connect ({failure})", instance=failure.instance)

@@ -1,12 +1,27 @@
 """Errors of calls to other services, each with the HTTP status a server answers its own caller with.
 
 A server maps any ``UpstreamError`` to problem details with ``error.http_status``; nothing here
-depends on the web framework.
+depends on the web framework. ``InvalidRequest`` is the caller's mistake, found before anything is
+sent: no upstream is involved, and a server answers it as its own 400 (or refuses such input first).
 """
 
 from __future__ import annotations
 
 from flotilla_discovery.instance import Instance
+
+
+class InvalidRequest(ValueError):
+    """The client refuses to write this request (a bad method, path or header); nothing was sent."""
+
+
+class InvalidHeader(InvalidRequest):
+    """A header name that is not a token, or a value holding CR, LF or NUL (RFC 9110), which could end
+    the header early and smuggle another header or request upstream. ``name`` is the header's name
+    as given (latin-1 decoded)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"header {name!r}: {problem}")
+        self.name = name
 
 
 class UpstreamError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections import deque
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flotilla_http.h1 import Body, ConnectionBroken, H1Connection, RawHeaders
+
+_VISIBLE_ASCII = re.compile("[!-~]*")
 
 
 class ConnectFailed(Exception):
@@ -33,6 +36,9 @@ class Origin:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL with a host: {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        if not _VISIBLE_ASCII.fullmatch(parts.path):
+            # It goes before every request's target: a space or control would split the request line.
+            raise ValueError(f"the base path must be percent-encoded, without spaces or controls: {url!r}")
         return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/").encode("latin-1"))
 
     @property
@@ -81,7 +87,8 @@ class ConnectionPool:
     At most ``limit`` connections are open at once; a request beyond that waits for one to be
     released. Idle connections older than ``idle_timeout`` seconds are closed instead of reused:
     servers close idle connections too (hyper, under granian, after 30 s), and a request sent on a
-    connection the server is closing at that moment fails. Meant for one event loop.
+    connection the server is closing at that moment fails. ``clock`` (seconds, monotonic) measures
+    idleness and is injectable for tests. Meant for one event loop.
     """
 
     def __init__(
@@ -91,11 +98,13 @@ class ConnectionPool:
         connect_timeout: float = 1.0,
         idle_timeout: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self._ssl_context = ssl_context
+        self._clock = clock
         self._idle: dict[Origin, list[H1Connection]] = {}
         self._owner: dict[H1Connection, Origin] = {}  # every open connection, busy or idle
         self._connecting = 0
@@ -133,7 +142,7 @@ class ConnectionPool:
 
     async def _acquire(self, origin: Origin) -> H1Connection:
         idle = self._idle.get(origin)
-        now = time.monotonic()
+        now = self._clock()
         while idle:
             connection = idle.pop()
             if connection.reusable and now - connection.idle_since < self.idle_timeout:
@@ -181,7 +190,7 @@ class ConnectionPool:
             return
         idle = self._idle.setdefault(origin, [])
         if connection not in idle:
-            connection.idle_since = time.monotonic()
+            connection.idle_since = self._clock()
             idle.append(connection)
             self._wake_one()
 

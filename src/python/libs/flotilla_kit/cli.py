@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import msgspec
 from flotilla_kit.settings import ServiceSettings, SettingsError, load_settings
 
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: what the service needs (its port) is taken
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,29 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
 
 
 def _print_settings(settings: ServiceSettings) -> int:
-    from flotilla_kit.db import normalize_url
-
-    shown = msgspec.structs.asdict(settings)
-    if settings.database_url:
-        shown["database_url"] = normalize_url(settings.database_url).render_as_string(hide_password=True)
-    print(msgspec.json.format(msgspec.json.encode(shown)).decode())
+    print(msgspec.json.format(msgspec.json.encode(shown_settings(settings))).decode())
     return 0
+
+
+MASK = "***"
+# Settings whose whole value is a secret, by name; URLs anywhere have their password masked.
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|credential|api_key|private", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
+
+
+def shown_settings(settings: ServiceSettings) -> dict[str, object]:
+    """The settings the service will use (``effective_values``), fit to print: secrets masked."""
+    from flotilla_kit.db import DatabaseConfigError, normalize_url
+
+    shown = settings.effective_values()
+    for name, value in shown.items():
+        if isinstance(value, str) and value:
+            shown[name] = MASK if _SECRET_NAME.search(name) else _URL_PASSWORD.sub(rf"\g<1>{MASK}@", value)
+    try:  # the driver actually used, e.g. postgresql+asyncpg for postgres://
+        shown["database_url"] = normalize_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+    except DatabaseConfigError:
+        pass  # `serve` refuses it, naming the reason; shown as given, password masked
+    return shown
 
 
 async def _migrate(service: ServiceDefinition, settings: ServiceSettings, *, status_only: bool) -> int:
@@ -142,7 +160,7 @@ async def _migrate(service: ServiceDefinition, settings: ServiceSettings, *, sta
 
 def _serve(service: ServiceDefinition, settings: ServiceSettings) -> int:
     from flotilla_kit.db import DatabaseConfigError, normalize_url
-    from flotilla_kit.server import serve
+    from flotilla_kit.server import PortUnavailable, serve
 
     try:
         normalize_url(settings.resolved_database_url())
@@ -154,4 +172,8 @@ def _serve(service: ServiceDefinition, settings: ServiceSettings) -> int:
     except SettingsError as exc:  # settings that parse but do not fit together (a key file, a table)
         print(f"{service.name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return serve(app, settings)
+    try:
+        return serve(app, settings)
+    except PortUnavailable as exc:
+        print(f"{service.name}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Row, create_engine, event, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.base import Executable
 
@@ -51,6 +51,42 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class DatabaseUnavailable(SQLAlchemyError):
+    """The database cannot be reached: connecting failed (refused, timed out, no such host) or an
+    open connection broke. Transient: the same work may succeed later.
+
+    Raised by the database layer in place of the driver's error (its ``__cause__``), so that only
+    errors known to come from the database are taken for its absence; a SQLAlchemyError, so code
+    that handles database errors handles it too.
+    """
+
+
+def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+    # The "do_connect" hook of this layer's engines. A driver that cannot connect raises OSError
+    # (ConnectionRefusedError, a timeout, a name that does not resolve), which SQLAlchemy passes on
+    # as it is: not a database error to its eyes, and nothing to tell it from any other OSError.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}: {exc}") from exc
+
+
+def _unavailable(context: ExceptionContext) -> BaseException | None:
+    # The "handle_error" hook: an error on an open connection that SQLAlchemy takes for a
+    # disconnect (and invalidates the connection for), or an OSError out of the driver itself.
+    if context.is_pre_ping:
+        return None  # the pool's own check before handing a connection out: it reconnects by itself
+    error = context.original_exception
+    if context.is_disconnect or isinstance(error, OSError):
+        return DatabaseUnavailable(f"the connection to the database broke: {type(error).__name__}: {error}")
+    return None
+
+
+def _report_unavailability(engine: Engine) -> None:
+    event.listen(engine, "do_connect", _connect)
+    event.listen(engine, "handle_error", _unavailable)
+
+
 class DatabaseConfigError(ValueError):
     """The database URL cannot be used (bad syntax or an unsupported driver)."""
 
@@ -75,6 +111,9 @@ class Database:
     (BEGIN IMMEDIATE), so concurrent writers queue on the busy timeout instead of failing when a
     read snapshot is upgraded. ``reader()`` is a read-only snapshot that never blocks writers.
 
+    Any of them raises DatabaseUnavailable when the database cannot be reached, and
+    ``sqlalchemy.exc.TimeoutError`` when no pooled connection is free in time.
+
     ``fetch_one``/``fetch_all`` on a SQLite file run the whole statement in one trip to a read
     thread (pysqlite, through a small sync engine of their own): aiosqlite makes five trips to its
     thread for one statement (cursor, execute, fetch, close, rollback), and each is a thread
@@ -95,6 +134,9 @@ class Database:
         if self.is_sqlite and self._is_file():
             self._sync_reads = self._sqlite_read_engine(echo)
             self._read_threads = ThreadPoolExecutor(_SQLITE_READ_THREADS, thread_name_prefix="sqlite-read")
+        for engine in (self.engine.sync_engine, self._sync_reads):
+            if engine is not None:
+                _report_unavailability(engine)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._single_statement = self.engine.execution_options(**{_SINGLE_STATEMENT_OPTION: True})
         self._writer = async_sessionmaker(

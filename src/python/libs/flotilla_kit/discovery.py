@@ -2,7 +2,7 @@
 
 With ``DISCOVERY=redis`` every service registers itself automatically (the app factory adds the
 registration component); any mode gives the app a resolver (``app.state.resolver``) for calls to
-other services.
+other services. Both use the process's one Redis client (``app.state.redis``, see shared_redis).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def check_discovery_settings(settings: ServiceSettings) -> None:
 
 @contextlib.asynccontextmanager
 async def resolver_component(app: Litestar) -> AsyncIterator[None]:
-    """Sets ``app.state.resolver`` (and ``app.state.discovery_redis`` in redis mode)."""
+    """Sets ``app.state.resolver``; in redis mode it reads the registry through ``app.state.redis``."""
     settings: ServiceSettings = app.state.settings
     check_discovery_settings(settings)
     if settings.discovery != "redis":
@@ -40,20 +40,15 @@ async def resolver_component(app: Litestar) -> AsyncIterator[None]:
         yield
         return
     # Imported only in redis mode: a service without discovery starts without loading redis.
-    import redis.asyncio as redis
-
     from flotilla_discovery.redis_resolver import RedisResolver
 
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
-    resolver = RedisResolver(client)
+    resolver = RedisResolver(app.state.redis)
     await resolver.start()
     app.state.resolver = resolver
-    app.state.discovery_redis = client
     try:
         yield
     finally:
         await resolver.close()
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +61,7 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
     from flotilla_discovery.instance import Instance
     from flotilla_discovery.registry import RedisRegistry
 
-    registry = RedisRegistry(app.state.discovery_redis, ttl_seconds=settings.discovery_ttl_seconds)
+    registry = RedisRegistry(app.state.redis, ttl_seconds=settings.discovery_ttl_seconds)
     me = Instance(
         service=settings.service_name,
         instance_id=settings.resolved_instance_id(),

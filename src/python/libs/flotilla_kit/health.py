@@ -98,9 +98,9 @@ def service_info(state: State) -> ServiceInfo:
     )
 
 
-def operational_handlers(*, internal_port: int) -> list[Any]:
-    """The kit's endpoints on the public port; /metrics and /info move to INTERNAL_PORT when it is set."""
-    return [healthz, readyz] if internal_port else [healthz, readyz, metrics, info]
+def operational_handlers(*, internal_on_public_port: bool) -> list[Any]:
+    """The kit's endpoints on the public port: /healthz and /readyz, and /metrics and /info if asked."""
+    return [healthz, readyz, metrics, info] if internal_on_public_port else [healthz, readyz]
 
 
 def internal_endpoints_of(state: State) -> dict[str, Callable[[], tuple[bytes, bytes]]]:

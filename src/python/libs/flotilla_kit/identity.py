@@ -11,6 +11,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from flotilla_kit.openapi import answers
 from flotilla_kit.problems import Forbidden, Unauthorized
 
 CALLER_ID_HEADER = "x-caller-id"
@@ -25,6 +26,12 @@ def caller_roles(connection: ASGIConnection[Any, Any, Any, Any]) -> frozenset[st
 def require_role(role: str) -> Any:
     """A Litestar guard: 401 without a caller identity, 403 when the caller lacks ``role``."""
 
+    @answers(
+        {
+            401: "No authenticated caller (the gateway sets one from a valid token).",
+            403: f"The caller lacks role {role!r}.",
+        }
+    )
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         if not connection.headers.get(CALLER_ID_HEADER):
             raise Unauthorized(f"this operation needs an authenticated caller with role {role!r}")

@@ -1,15 +1,17 @@
 """Outermost ASGI layer: request id, trace context and HTTP metrics for every request.
 
 It wraps Litestar's whole handler (not a route's), so requests that match no route (404, 405)
-get ids, traces and metrics too.
+get ids, traces and metrics too; and it turns a request body that ends early into a 400.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from flotilla_kit.context import (
     DEADLINE_HEADER,
@@ -22,11 +24,25 @@ from flotilla_kit.context import (
     trace_var,
 )
 from flotilla_kit.metrics import ServiceMetrics, method_label
+from flotilla_kit.problems import BadRequest
+
+log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
 TRACEPARENT_HEADER = b"traceparent"
 DEADLINE_HEADER_BYTES = DEADLINE_HEADER.encode()
 _UNMATCHED_ROUTE = "<unmatched>"
+
+
+class IncompleteRequestBody(BadRequest):
+    """The request body ended before its framing said it would: a malformed chunk, or the caller left.
+
+    Raised by ``receive`` (as wrapped by RequestContextMiddleware) instead of handing over the
+    server's ``http.disconnect`` while the body is still being read, so every reader of bodies
+    (Litestar's, the gateway's relay) answers 400, the caller's fault, and not 500.
+    """
+
+    type_name = "incomplete-body"
 
 
 class RequestContextMiddleware:
@@ -38,7 +54,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method: str = scope["method"]  # type: ignore[typeddict-item]  # an http scope, checked above
         incoming_request_id = incoming_traceparent = incoming_deadline = None
+        has_body = False
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER:
                 incoming_request_id = value.decode("latin-1")
@@ -46,6 +64,8 @@ class RequestContextMiddleware:
                 incoming_traceparent = value.decode("latin-1")
             elif name == DEADLINE_HEADER_BYTES:
                 incoming_deadline = value
+            elif name == b"content-length" or name == b"transfer-encoding":
+                has_body = True
         request_id = accept_request_id(incoming_request_id)
         parent = parse_traceparent(incoming_traceparent)
         trace = parent.child() if parent else new_trace()
@@ -57,7 +77,7 @@ class RequestContextMiddleware:
             (REQUEST_ID_HEADER, request_id.encode("latin-1")),
             (TRACEPARENT_HEADER, trace.traceparent.encode("latin-1")),
         ]
-        status = 500
+        status = 0  # 0 until the response starts
 
         async def send_with_context(message: Message) -> None:
             nonlocal status
@@ -65,6 +85,9 @@ class RequestContextMiddleware:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), *response_headers]
             await send(message)
+
+        if has_body:  # only then: this layer is on every request's path, and most have no body
+            receive = _WholeBodyReceiver(receive, method, scope["path"], lambda: status != 0)
 
         stats = self.stats
         stats.in_flight += 1
@@ -74,11 +97,46 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             stats.in_flight -= 1
-            method = method_label(scope["method"])  # type: ignore[typeddict-item]  # an http scope, checked above
-            stats.finished(method, _route_label(scope), status, elapsed)
+            stats.finished(method_label(method), _route_label(scope), status or 500, elapsed)
             request_id_var.reset(request_id_token)
             trace_var.reset(trace_token)
             deadline_var.reset(deadline_token)
+
+
+class _WholeBodyReceiver:
+    """``receive`` for a request with a body: a disconnect before the body is whole, and before the
+    answer has started, is IncompleteRequestBody.
+
+    granian hands over http.disconnect both for a malformed chunk and for a caller that closed
+    mid-body; Litestar calls that a 500. Before the answer has started it can only mean a body cut
+    short: the caller's fault, so a 400 (a gone caller never sees it). Once the answer has started,
+    a disconnect reaches the app as usual (a streaming answer listens for its caller leaving).
+    """
+
+    __slots__ = ("_receive", "_method", "_path", "_answer_started", "_received", "_whole")
+
+    def __init__(self, receive: Receive, method: str, path: str, answer_started: Callable[[], bool]) -> None:
+        self._receive = receive
+        self._method = method
+        self._path = path
+        self._answer_started = answer_started
+        self._received = 0
+        self._whole = False
+
+    async def __call__(self) -> ReceiveMessage:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            self._whole = not message.get("more_body", False)
+        elif message["type"] == "http.disconnect" and not self._whole and not self._answer_started():
+            log.info(
+                "request body incomplete: malformed chunked framing, or the caller closed the connection",
+                extra={"method": self._method, "path": self._path, "body_bytes_received": self._received},
+            )
+            raise IncompleteRequestBody(
+                f"the request body ended after {self._received} bytes, before its framing said it would"
+            )
+        return message
 
 
 def _route_label(scope: Any) -> str:

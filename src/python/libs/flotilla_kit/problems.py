@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
 from flotilla_kit.context import request_id_var
+from flotilla_kit.methods import allow_header
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ class Conflict(Problem):
 
 class ContentTooLarge(Problem):
     status, type_name = 413, "content-too-large"
+
+
+class UnsupportedMediaType(Problem):
+    status, type_name = 415, "unsupported-media-type"
 
 
 class Unprocessable(Problem):
@@ -170,6 +175,9 @@ def _http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
         detail = f"the request body could not be decoded: {exc.__cause__}"
         return problem_response(request, exc.status_code, type_name="malformed-body", detail=detail)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405 and "allow" in headers:
+        # Litestar lists the route's handlers' methods as registered, without HEAD (served by the kit).
+        headers["Allow"] = allow_header(method.strip() for method in headers.pop("allow").split(","))
     return problem_response(request, exc.status_code, detail=exc.detail, headers=headers or None)
 
 

@@ -74,6 +74,18 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///.data/{self.service_name}.db"
 
+    def effective_values(self) -> dict[str, object]:
+        """Every setting as the service will use it: fields whose empty value means a default, resolved.
+
+        Secrets are included as they are (the CLI masks them). A subclass with defaults of its own
+        to resolve extends the result of ``super().effective_values()``.
+        """
+        values = msgspec.structs.asdict(self)
+        values["database_url"] = self.resolved_database_url()
+        values["instance_id"] = self.resolved_instance_id()
+        values["public_url"] = self.resolved_public_url()
+        return values
+
 
 S = TypeVar("S", bound=msgspec.Struct)
 

@@ -1,8 +1,8 @@
 """The ``dlq`` command every service PEX gets: list, show and replay dead-lettered entries.
 
-    catalog.pex dlq list orders.events [--count 20]
-    catalog.pex dlq show orders.events 1732540000000-0
-    catalog.pex dlq replay orders.events 1732540000000-0 [...]   |   --all
+catalog.pex dlq list orders.events [--count 20]
+catalog.pex dlq show orders.events 1732540000000-0
+catalog.pex dlq replay orders.events 1732540000000-0 [...]   |   --all
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def _run_in_service(args: argparse.Namespace, settings: Any) -> int:
 async def _dispatch(args: argparse.Namespace, redis_url: str) -> int:
     from redis.exceptions import RedisError
 
+    from flotilla_redis.factory import create_redis
     from flotilla_streams import dlq
-    from flotilla_streams.connection import create_redis
 
     client = create_redis(redis_url)
     try:

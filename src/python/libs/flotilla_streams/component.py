@@ -1,5 +1,5 @@
-"""Messaging as a component of a flotilla_kit service: Redis client, consumers, outbox relay,
-retention and stream metrics, started and stopped with the app.
+"""Messaging as a component of a flotilla_kit service: consumers, outbox relay, retention and
+stream metrics, started and stopped with the app, on the process's Redis client (``app.state.redis``).
 
     app = create_service_app(settings, ..., components=[messaging(consumers=[...], outbox=outbox)])
 """
@@ -18,7 +18,6 @@ from redis.exceptions import RedisError
 
 from flotilla_kit.app import Component
 from flotilla_kit.settings import SettingsError
-from flotilla_streams.connection import create_redis
 from flotilla_streams.consumer import ConsumerOptions, Handlers, StreamConsumer
 from flotilla_streams.metrics import ConsumerMetrics
 from flotilla_streams.outbox import Outbox, OutboxMetrics, OutboxRelay
@@ -57,8 +56,7 @@ def messaging(
         settings = app.state.settings
         if not settings.redis_url:
             raise SettingsError(["REDIS_URL: this service publishes or consumes events and needs Redis"])
-        client = create_redis(settings.redis_url)
-        app.state.redis = client
+        client = app.state.redis  # the process's one client (flotilla_kit.shared_redis), closed by the kit
         registry = app.state.metrics.registry
         consumer_metrics = ConsumerMetrics(registry) if consumers else None
         running: list[StreamConsumer] = [
@@ -100,21 +98,24 @@ def messaging(
                 consumer.stop()
             if relay:
                 relay.stop()
+            # Awaited, the cancelled ones too: the kit closes the shared client once this returns,
+            # and none of them may still be using it then.
+            await asyncio.gather(*background, return_exceptions=True)
             results = await asyncio.gather(*tasks, return_exceptions=True)
             for task, result in zip(tasks, results, strict=True):
                 if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     log.error("%s ended with an error: %s", task.get_name(), result, exc_info=result)
-            await client.aclose()
 
     return component
 
 
 def _consumer_check(consumer: StreamConsumer) -> Any:
     async def check() -> None:
-        if not consumer.ready.is_set():
-            raise RuntimeError("not started yet")
+        # Down (Redis unreachable, or restarting after an unexpected error), even before it first started.
         if consumer.last_error:
             raise RuntimeError(consumer.last_error)
+        if not consumer.ready.is_set():
+            raise RuntimeError("not started yet")
 
     return check
 

@@ -7,9 +7,13 @@ or more streams. Its loop, in one task:
   transaction, recording the event ids in the inbox in the same transaction (a failing event is
   taken out and the rest of the batch runs again); acks the batch after the commit;
 - retries its own failed entries with exponential backoff (XCLAIM, which counts deliveries);
-- reclaims entries that other, dead consumers left pending too long (XAUTOCLAIM);
+- reclaims entries that other, dead consumers left pending too long (XAUTOCLAIM), and removes
+  consumers idle past ``idle_consumer_ms`` with nothing pending (both counted, also in Redis:
+  ``group_counters``);
 - dead-letters an entry after ``max_deliveries``, and an undecodable one at once;
-- recreates its group when Redis answers NOGROUP, and rides out Redis outages with backoff;
+- recreates its group when Redis answers NOGROUP (counted), and rides out Redis outages with backoff;
+- survives anything else it did not expect (a WRONGTYPE, a bug): the loop is counted, restarted
+  with backoff, and ``last_error`` says why until it reads again (the service's readiness check);
 - on stop, finishes the batch at hand (handled, committed and acked) and returns.
 """
 
@@ -31,9 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_contracts.events import Event, event_type
 from flotilla_kit.db import Database
-from flotilla_streams import inbox
+from flotilla_streams import group_counters, inbox
 from flotilla_streams.dlq import DeadLetter, dead_letter
 from flotilla_streams.envelope import Envelope, PayloadDecoder, UndecodableEntry, decode, envelope_bytes
+from flotilla_streams.idle_consumers import remove_idle_consumers
 from flotilla_streams.metrics import ConsumerMetrics
 from flotilla_streams.outbox import Outbox
 
@@ -88,7 +93,13 @@ class ConsumerOptions:
     retry_backoff_ms: int = 200  # first retry; doubles per delivery
     max_retry_backoff_ms: int = 30_000
     claim_idle_ms: int = 30_000  # pending this long at another consumer: it is presumed dead
+    # Another consumer idle this long with nothing pending has left (a stopped or replaced
+    # instance): it is removed from the group. A live one reads every ``block_ms`` at most.
+    idle_consumer_ms: int = 3_600_000
+    idle_consumer_check_ms: int = 60_000
     maintenance_interval_ms: int = 250
+    restart_backoff_ms: int = 100  # after an unexpected error; doubles per failed restart
+    max_restart_backoff_ms: int = 30_000
     start_id: str = "0"  # where a new group starts: "0" misses nothing already in the stream
 
 
@@ -145,7 +156,10 @@ class StreamConsumer:
         self._payloads = PayloadDecoder(cls for cls, _ in handlers.by_type.values())
         self._stopping = asyncio.Event()
         self._last_errors: dict[bytes, str] = {}
+        self._next_idle_check = 0.0
+        self._restarts = 0  # since the loop last read successfully
         self.ready = asyncio.Event()
+        # Why the consumer is not consuming right now; None while it does.
         self.last_error: str | None = None
 
     # lifecycle
@@ -155,14 +169,47 @@ class StreamConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Consume until ``stop``; never ends on an error.
+
+        An unexpected error ends the loop at hand only: it is logged and counted, and the loop
+        starts again after a backoff (first its own pending entries, as at start-up). Meanwhile
+        ``last_error`` holds the error, until the restarted loop has read successfully.
+        """
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+            except Exception as exc:  # anything: a consumer that stops consuming must not stay silent
+                self._restarts += 1
+                self.last_error = f"stopped by {type(exc).__name__}: {exc}; restarting"
+                base = self.options.restart_backoff_ms * 2 ** (self._restarts - 1)
+                delay = min(base, self.options.max_restart_backoff_ms) / 1000 * random.uniform(0.5, 1.0)
+                log.error(
+                    "consumer stopped by an unexpected error, restarting in %.2fs",
+                    delay,
+                    exc_info=exc,
+                    extra={"group": self.group, "consumer": self.consumer},
+                )
+                if self.metrics:
+                    self.metrics.restarts.labels(self.group).inc()
+                await self._sleep(delay)
+
+    async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
         next_maintenance = 0.0
         first_pass = True
+        group_missing: ResponseError | None = None
         while not self._stopping.is_set():
             try:
+                if group_missing is not None:
+                    # Here rather than in the handler below: an outage while recreating it is an
+                    # outage like any other, ridden out (and the group recreated after it).
+                    await self._recreate_groups(group_missing)
+                    group_missing = None
                 if first_pass:
-                    await self._ensure_groups()
+                    created = await self._ensure_groups()
+                    if self._restarts:  # a group created by a restart was lost while the loop was down
+                        await self._count_recreated(created)
                     # Entries delivered to this consumer before a crash or restart come first.
                     await self._retry_own_pending(force=True)
                     first_pass = False
@@ -172,15 +219,12 @@ class StreamConsumer:
                     next_maintenance = loop.time() + self.options.maintenance_interval_ms / 1000
                 await self._read_new()
                 failures = 0
+                self._restarts = 0
                 self.last_error = None
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                log.warning("consumer group missing, recreating it: %s", exc, extra={"group": self.group})
-                for stream in self.streams:
-                    if self.metrics:
-                        self.metrics.group_recreated.labels(stream, self.group).inc()
-                await self._ensure_groups()
+                group_missing = exc
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -194,13 +238,31 @@ class StreamConsumer:
         except TimeoutError:
             pass
 
-    async def _ensure_groups(self) -> None:
+    async def _ensure_groups(self) -> list[str]:
+        """Create the group on each stream that lacks it; returns the streams where it was created."""
+        created = []
         for stream in self.streams:
             try:
                 await self.client.xgroup_create(stream, self.group, id=self.options.start_id, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            else:
+                created.append(stream)
+        return created
+
+    async def _recreate_groups(self, error: ResponseError) -> None:
+        # Counted where this consumer created it: of several instances meeting one lost group,
+        # one recreates it and the others find it there (BUSYGROUP), so one loss counts once.
+        log.warning("consumer group missing: %s", error, extra={"group": self.group})
+        await self._count_recreated(await self._ensure_groups())
+
+    async def _count_recreated(self, streams: list[str]) -> None:
+        for stream in streams:
+            log.warning("consumer group recreated", extra={"stream": stream, "group": self.group})
+            if self.metrics:
+                self.metrics.group_recreated.labels(stream, self.group).inc()
+            await group_counters.record_recreated(self.client, stream, self.group)
 
     # reading
 
@@ -219,6 +281,22 @@ class StreamConsumer:
     async def _maintenance(self) -> None:
         await self._retry_own_pending(force=False)
         await self._reclaim_from_dead_consumers()
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_idle_check:
+            self._next_idle_check = now + self.options.idle_consumer_check_ms / 1000
+            await self._remove_idle_consumers()
+
+    async def _remove_idle_consumers(self) -> None:
+        for stream in self.streams:
+            removed = await remove_idle_consumers(
+                self.client, stream, self.group, idle_ms=self.options.idle_consumer_ms, keep=self.consumer
+            )
+            if not removed:
+                continue
+            log.info("removed idle consumers %s", ", ".join(removed), extra={"stream": stream, "group": self.group})
+            if self.metrics:
+                self.metrics.consumers_removed.labels(stream, self.group).inc(len(removed))
+            await group_counters.record_consumers_removed(self.client, stream, self.group, len(removed))
 
     async def _retry_own_pending(self, *, force: bool) -> None:
         """Claim this consumer's own pending entries whose backoff has passed, and handle them again."""
@@ -239,10 +317,18 @@ class StreamConsumer:
                 ]
                 if not due:
                     break
-                claimed = await self.client.xclaim(
-                    stream, self.group, self.consumer, min_idle_time=0, message_ids=[p["message_id"] for p in due]
-                )
+                claimed = [
+                    (entry_id, fields)
+                    for entry_id, fields in await self.client.xclaim(
+                        stream, self.group, self.consumer, min_idle_time=0, message_ids=[p["message_id"] for p in due]
+                    )
+                    if fields is not None
+                ]
                 deliveries = {p["message_id"]: p["times_delivered"] + 1 for p in due}
+                # Trimmed away while pending: Redis 6.2 claims them as nil entries, without their ids.
+                gone = deliveries.keys() - {entry_id for entry_id, _ in claimed}
+                if gone:
+                    await self.client.xack(stream, self.group, *gone)
                 if self.metrics:
                     self.metrics.retried.labels(stream, self.group).inc(len(claimed))
                 await self._process(stream, claimed, deliveries)
@@ -261,21 +347,44 @@ class StreamConsumer:
                 start_id="0-0",
                 count=self.options.batch_size,
             )
-            claimed: list[Entry] = result[1]
             deleted: list[bytes] = result[2] if len(result) > 2 else []
-            if deleted:  # trimmed away while pending: nothing left to handle
+            if deleted:  # Redis 7: trimmed away while pending, and off the pending list: nothing left to handle
                 await self.client.xack(stream, self.group, *deleted)
+            # Redis 6.2 returns an entry trimmed away while pending as a nil entry, without its id, and
+            # leaves it pending, now at this consumer: its own retry pass acks it (by id, from XPENDING).
+            claimed: list[Entry] = [(entry_id, fields) for entry_id, fields in result[1] if fields is not None]
             if not claimed:
                 continue
             log.info(
                 "reclaimed %d entries from dead consumers", len(claimed), extra={"stream": stream, "group": self.group}
             )
-            ids = [entry_id for entry_id, _ in claimed]
-            pending = await self.client.xpending_range(
-                stream, self.group, min=min(ids), max=max(ids), count=len(ids) * 2 + 10, consumername=self.consumer
-            )
-            deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+            if self.metrics:
+                self.metrics.reclaimed.labels(stream, self.group).inc(len(claimed))
+            await group_counters.record_reclaimed(self.client, stream, self.group, len(claimed))
+            deliveries = await self._delivery_counts(stream, [entry_id for entry_id, _ in claimed])
             await self._process(stream, claimed, deliveries)
+
+    async def _delivery_counts(self, stream: str, ids: list[bytes]) -> dict[bytes, int]:
+        """How often each of ``ids`` (pending at this consumer) has been delivered, from XPENDING."""
+        wanted = set(ids)
+        # Ordered as Redis orders ids, by number: as bytes, b"5-10" < b"5-9", and a range bounded so
+        # would miss entries of one millisecond, whose counts then read as 1: never dead-lettered.
+        ordered = sorted(ids, key=_id_order)
+        start, end = ordered[0].decode(), ordered[-1].decode()
+        counts: dict[bytes, int] = {}
+        page_size = len(ids) + 10  # own entries waiting for a retry may lie in the same range
+        while wanted:
+            page = await self.client.xpending_range(
+                stream, self.group, min=start, max=end, count=page_size, consumername=self.consumer
+            )
+            for pending in page:
+                if pending["message_id"] in wanted:
+                    wanted.discard(pending["message_id"])
+                    counts[pending["message_id"]] = pending["times_delivered"]
+            if len(page) < page_size:
+                break
+            start = "(" + page[-1]["message_id"].decode()
+        return counts
 
     def _backoff_ms(self, deliveries: int) -> float:
         base = self.options.retry_backoff_ms * 2 ** max(0, deliveries - 1)
@@ -396,3 +505,8 @@ class StreamConsumer:
             exc,
             extra={"stream": stream, "event_id": item.envelope.id, "event_type": item.envelope.type},
         )
+
+
+def _id_order(entry_id: bytes) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition(b"-")
+    return int(milliseconds), int(sequence or 0)

@@ -22,6 +22,14 @@ class ConsumerMetrics:
         self.duplicates = counter("duplicates", "Redelivered events skipped because the inbox had them.")
         self.ignored = counter("ignored", "Entries of event types this group has no handler for.")
         self.group_recreated = counter("group_recreated", "Times the group was missing (NOGROUP) and was recreated.")
+        self.reclaimed = counter("reclaimed", "Entries reclaimed from consumers presumed dead (XAUTOCLAIM).")
+        self.consumers_removed = counter("consumers_removed", "Idle consumers with nothing pending removed.")
+        self.restarts = Counter(
+            "flotilla_stream_consumer_restarts_total",
+            "Consumer loops restarted after an unexpected error stopped them.",
+            ["group"],
+            registry=registry,
+        )
         self.pending = gauge("pending", "Entries delivered to the group and not yet acknowledged.")
         self.oldest_pending_age = gauge("oldest_pending_age_seconds", "Idle time of the oldest pending entry.")
         self.lag = gauge("lag", "Entries in the stream not yet delivered to the group.")

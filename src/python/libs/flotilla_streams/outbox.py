@@ -103,6 +103,8 @@ class OutboxRelay:
         self.metrics = metrics
         self._stopping = asyncio.Event()
         self.healthy = True
+        # Set while the relay has sent everything it found and waits for a commit or its poll.
+        self.idle = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -116,6 +118,7 @@ class OutboxRelay:
         while not self._stopping.is_set():
             # Cleared before the pass: a commit during the pass sets it again and is not missed.
             self.outbox._wake.clear()
+            self.idle.clear()
             try:
                 sent = await self.relay_once()
                 failures = 0
@@ -202,6 +205,7 @@ class OutboxRelay:
 
     async def _wait_for_work(self) -> None:
         wake = self.outbox._wake
+        self.idle.set()
         try:
             await asyncio.wait_for(wake.wait(), self.poll_interval)
         except TimeoutError:

@@ -1,4 +1,5 @@
-"""Stream and consumer-group statistics: length, pending, oldest pending, lag, DLQ size."""
+"""Stream and consumer-group statistics: length, pending, oldest pending, lag, DLQ size, and the
+group's upkeep (consumers, recreations, reclaims, consumers removed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from flotilla_streams.dlq import dlq_stream
+from flotilla_streams.group_counters import read_counters
 
 # Redis 6.2 reports no lag; counting undelivered entries is capped so that stats stay cheap.
 _LAG_COUNT_CAP = 10_000
@@ -22,6 +24,11 @@ class GroupStats:
     oldest_pending_idle_ms: int
     lag: int
     dlq_length: int
+    consumers: int = 0
+    recreated: int = 0
+    last_recreated_ms: int = 0  # Unix time in milliseconds; 0: never
+    reclaimed: int = 0
+    consumers_removed: int = 0
 
 
 async def group_stats(client: redis.Redis, stream: str, group: str) -> GroupStats | None:
@@ -42,6 +49,7 @@ async def group_stats(client: redis.Redis, stream: str, group: str) -> GroupStat
     if lag is None:  # Redis < 7, or a lag Redis cannot compute after deletions
         after = "(" + _text(info["last-delivered-id"])
         lag = len(await client.xrange(stream, min=after, max="+", count=_LAG_COUNT_CAP))
+    counters = await read_counters(client, stream, group)
     return GroupStats(
         stream=stream,
         group=group,
@@ -50,6 +58,11 @@ async def group_stats(client: redis.Redis, stream: str, group: str) -> GroupStat
         oldest_pending_idle_ms=int(oldest_idle),
         lag=int(lag),
         dlq_length=await client.xlen(dlq_stream(stream)),
+        consumers=int(info["consumers"]),
+        recreated=counters.recreated,
+        last_recreated_ms=counters.last_recreated_ms,
+        reclaimed=counters.reclaimed,
+        consumers_removed=counters.consumers_removed,
     )
 
 

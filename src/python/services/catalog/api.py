@@ -19,10 +19,18 @@ from catalog.settings import CatalogSettings
 from flotilla_contracts.catalog import Money, Product, ProductCreate, ProductPage, ProductPatch
 from flotilla_kit.db import Database
 from flotilla_kit.identity import require_role
+from flotilla_kit.openapi import problem_responses
 from flotilla_kit.problems import BadRequest, Conflict, NotFound, Unprocessable
 
 _columns = ProductRow.__table__.c
 _select_products = sa.select(ProductRow.__table__)
+
+# The problems the catalog's own rules answer, for its document; the kit adds the rest (400, 401/403
+# of the admin guard, 404 of a path naming nothing, 413, 415, 503).
+_UNKNOWN_ID = {404: "No product has this id."}
+_BREAKS_A_RULE = {
+    422: "The body is well formed but breaks a catalog rule (a blank name, an unsupported currency, an empty patch)."
+}
 
 
 def _to_product(row: Any) -> Product:
@@ -48,14 +56,14 @@ class ProductController(Controller):
     path = "/products"
     tags = ["products"]
 
-    @get("/{product_id:uuid}")
+    @get("/{product_id:uuid}", responses=problem_responses(_UNKNOWN_ID))
     async def get_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
         row = await db.fetch_one(_select_products.where(_columns.id == product_id))
         if row is None:
             raise NotFound(f"no product with id {product_id}")
         return _to_product(row)
 
-    @get("/by-sku/{sku:str}")
+    @get("/by-sku/{sku:str}", responses=problem_responses({404: "No product has this SKU."}))
     async def get_product_by_sku(self, db: NamedDependency[Database], sku: FromPath[str]) -> Product:
         normalized = domain.normalize_sku(sku)
         row = await db.fetch_one(_select_products.where(_columns.sku == normalized))
@@ -114,7 +122,12 @@ class ProductController(Controller):
         next_cursor = domain.encode_cursor(items[-1].sku) if len(rows) > limit else None
         return ProductPage(items=items, next_cursor=next_cursor)
 
-    @post("/", guards=[require_role("admin")], status_code=HTTP_201_CREATED)
+    @post(
+        "/",
+        guards=[require_role("admin")],
+        status_code=HTTP_201_CREATED,
+        responses=problem_responses({409: "A product with this SKU (in any case) exists.", **_BREAKS_A_RULE}),
+    )
     async def create_product(self, db: NamedDependency[Database], data: JSONBody[ProductCreate]) -> Response[Product]:
         try:
             name = domain.clean_name(data.name)
@@ -143,7 +156,11 @@ class ProductController(Controller):
         product = _to_product(row)
         return Response(product, status_code=HTTP_201_CREATED, headers={"Location": f"/products/{product.id}"})
 
-    @patch("/{product_id:uuid}", guards=[require_role("admin")])
+    @patch(
+        "/{product_id:uuid}",
+        guards=[require_role("admin")],
+        responses=problem_responses({**_UNKNOWN_ID, **_BREAKS_A_RULE}),
+    )
     async def update_product(
         self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID], data: JSONBody[ProductPatch]
     ) -> Product:
@@ -153,7 +170,12 @@ class ProductController(Controller):
             raise Unprocessable(str(exc)) from None
         return await _update(db, product_id, changes)
 
-    @post("/{product_id:uuid}/deactivate", guards=[require_role("admin")], status_code=200)
+    @post(
+        "/{product_id:uuid}/deactivate",
+        guards=[require_role("admin")],
+        status_code=200,
+        responses=problem_responses(_UNKNOWN_ID),
+    )
     async def deactivate_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
         """Hide a product from sale; idempotent (deactivating twice changes nothing the second time)."""
         return await _update(db, product_id, {"active": False})

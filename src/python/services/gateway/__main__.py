@@ -1,4 +1,4 @@
-"""Entry point of gateway.pex: `gateway serve`, `gateway --help`."""
+"""Entry point of gateway.pex: `gateway serve`, `gateway keygen`, `gateway token`, `gateway --help`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 
 from flotilla_kit.cli import ServiceDefinition, main
 from flotilla_kit.info import read_version
+from gateway.dev_tokens import keygen_command, token_command
 from gateway.settings import GatewaySettings
 
 
@@ -22,6 +23,7 @@ SERVICE = ServiceDefinition(
     create_app=_create_app,
     default_port=8000,
     description="The public entry point: routes /api/<service>/... to services, verifies tokens, limits rates.",
+    commands=[keygen_command, token_command],
 )
 
 if __name__ == "__main__":

@@ -9,14 +9,16 @@ from litestar import Litestar
 
 from flotilla_discovery.balancer import Balancer
 from flotilla_http.client import HttpClient
+from flotilla_http.policies import BreakerPolicy
 from flotilla_kit.app import create_service_app
 from flotilla_kit.info import read_version
 from flotilla_kit.settings import SettingsError
-from gateway.api import COMPOSED_PREFIXES, openapi_document, storefront
+from flotilla_redis.pipelined import PipelinedRedis
+from gateway.api import COMPOSED, openapi_document, storefront
 from gateway.auth import KeyConfigError, TokenVerifier
 from gateway.core import Gateway
 from gateway.openapi import MergedOpenApi
-from gateway.pipelined_redis import PipelinedRedis
+from gateway.policy import Policy
 from gateway.ratelimit import RateLimiter, parse_rate_limits
 from gateway.relay import Relay
 from gateway.routes import RouteError, load_routes
@@ -49,9 +51,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
     except ValueError as exc:
         problems.append(f"RATE_LIMITS={settings.rate_limits!r}: {exc}")
         rate_classes = {}
-    if any(r.auth != "public" for r in routes) and not verifier.configured:
+    policies: list[Policy] = [*routes, *COMPOSED.values()]
+    if any(p.auth != "public" for p in policies) and not verifier.configured:
         problems.append("routes need authentication: set JWT_PUBLIC_KEY_FILE or JWKS_FILE")
-    for unknown in sorted({r.rate_limit for r in routes} - set(rate_classes)):
+    for unknown in sorted({p.rate_limit for p in policies} - set(rate_classes)):
         problems.append(f"routes use rate class {unknown!r}, which RATE_LIMITS does not define")
     limits_redis = None
     if not settings.redis_url:
@@ -64,14 +67,24 @@ def create_app(settings: GatewaySettings) -> Litestar:
     if problems or limits_redis is None:
         raise SettingsError(problems)
 
-    relay = Relay(settings.max_request_body_bytes)
+    relay = Relay()
 
     @contextlib.asynccontextmanager
     async def gateway_component(app: Litestar) -> AsyncIterator[None]:
         http = HttpClient(
-            Balancer(app.state.resolver),
+            Balancer(app.state.resolver, ejection_seconds=settings.ejection_seconds),
             default_timeout=settings.upstream_timeout_seconds,
+            breaker=BreakerPolicy(open_seconds=settings.breaker_open_seconds),
             metrics_registry=app.state.metrics.registry,
+        )
+        openapi = MergedOpenApi(  # raises for an endpoint of ours under /api/ without a policy
+            http,
+            routes,
+            version=VERSION,
+            cache_seconds=settings.openapi_cache_seconds,
+            timeout=settings.composition_timeout_seconds,
+            own_document=app.openapi_schema.to_schema(),
+            composed=COMPOSED,
         )
         await http.start()
         app.state.gateway = relay.gateway = Gateway(
@@ -79,16 +92,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
             verifier=verifier,
             limiter=RateLimiter(limits_redis, rate_classes),
             client=http,
-            openapi=MergedOpenApi(
-                http,
-                routes,
-                version=VERSION,
-                cache_seconds=settings.openapi_cache_seconds,
-                timeout=settings.composition_timeout_seconds,
-                own_document=app.openapi_schema.to_schema(),
-            ),
+            openapi=openapi,
             upstream_timeout=settings.upstream_timeout_seconds,
             composition_timeout=settings.composition_timeout_seconds,
+            max_body_bytes=settings.max_request_body_bytes,
         )
         app.state.readiness_checks["redis"] = limits_redis.ping
         try:
@@ -104,5 +111,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         route_handlers=[storefront, openapi_document],
         components=[gateway_component],
         database=False,
-        wrap_handler=lambda litestar: relay.wrap(litestar, composed_prefixes=COMPOSED_PREFIXES),
+        wrap_handler=lambda litestar: relay.wrap(litestar, composed=COMPOSED),
+        # The gateway's port faces callers: /metrics and /info only ever on INTERNAL_PORT.
+        internal_endpoints_public=False,
     )

@@ -1,7 +1,24 @@
-"""Bearer token verification (RS256 or EdDSA JWTs) and the caller identity it yields."""
+"""Bearer token verification (RS256 or EdDSA JWTs) and the caller identity it yields.
+
+The identity is written into headers of every upstream request (``x-caller-id``,
+``x-caller-roles``), so a token is accepted only when its identity is made of safe identifiers,
+whoever signed it: a line break there would end the header and let the token's author write
+headers, or a whole second request, of their choosing (issue 10). The rules:
+
+- ``sub``: 1 to 256 characters of visible ASCII (``!`` to ``~``): no spaces, controls or
+  non-ASCII characters. Identity providers' subjects fit (UUIDs, ``auth0|5f7c...``, e-mail
+  addresses); anything else is refused rather than re-encoded, so a service sees the subject the
+  token holds.
+- ``roles``: at most 64, each 1 to 64 characters of ``A-Z a-z 0-9 _ . : -``; no comma, which
+  separates roles in ``x-caller-roles``.
+
+A token breaking them is refused like any other invalid token: 401, with a reason that does not
+echo the offending value.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +30,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 # Asymmetric only: the gateway holds no secret that could mint tokens.
 _ALGORITHMS = {RSAPublicKey: "RS256", Ed25519PublicKey: "EdDSA"}
+
+SAFE_SUBJECT = re.compile(r"[!-~]{1,256}")
+SAFE_ROLE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_ROLES = 64
 
 
 @dataclass(frozen=True)
@@ -85,10 +106,7 @@ class TokenVerifier:
             raise TokenRejected("token signature is invalid") from None
         except jwt.InvalidTokenError as exc:
             raise TokenRejected(f"invalid token: {exc}") from None
-        roles = claims.get("roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise TokenRejected("the roles claim must be a list of strings")
-        return Caller(id=str(claims["sub"]), roles=frozenset(roles))
+        return _caller_of(claims)
 
     def _key_for(self, kid: object) -> tuple[Any, str]:
         if isinstance(kid, str) and kid in self._keys:
@@ -98,6 +116,19 @@ class TokenVerifier:
         if len(self._keys) == 1:
             return next(iter(self._keys.values()))
         raise TokenRejected("token names no key this gateway knows (kid)")
+
+
+def _caller_of(claims: dict[str, Any]) -> Caller:
+    subject, roles = claims["sub"], claims.get("roles", [])
+    if not isinstance(subject, str) or not SAFE_SUBJECT.fullmatch(subject):
+        raise TokenRejected("the sub claim is not a safe identifier (1 to 256 visible ASCII characters)")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise TokenRejected("the roles claim must be a list of strings")
+    if len(roles) > MAX_ROLES or not all(SAFE_ROLE.fullmatch(role) for role in roles):
+        raise TokenRejected(
+            f"the roles claim is not a safe identifier list (at most {MAX_ROLES}, each 1 to 64 of A-Z a-z 0-9 _ . : -)"
+        )
+    return Caller(id=subject, roles=frozenset(roles))
 
 
 def _read_pem(path: str) -> Any:

@@ -5,12 +5,22 @@ routing, dependency injection and response objects cost more CPU per request tha
 the kit's request-context layer around it still gives every request ids, traces, a deadline and
 metrics. Answers up to ``BUFFER_LIMIT`` bytes are read whole and sent in one piece (the many small
 JSON answers); larger or unsized ones, and large request bodies, stream through without being held.
+
+Every request under ``/api/`` passes ``Gateway.admit`` (body framing, token, rate limit) first,
+whether it is relayed or goes to a composed endpoint (a Litestar handler): the policy is applied
+here, in one place, so a composed endpoint cannot forget it.
+
+Where a request goes is decided by ``routes.decide``, on the path as the service will see it
+(``routes.normalise``: empty segments collapsed, as Litestar does). An absolute-form target
+(``GET http://host/path HTTP/1.1``) needs nothing of its own: granian puts only its path in the
+scope (``path`` and ``raw_path`` are ``/path``, the scheme and authority are dropped), so it is
+routed exactly as the origin form of the same path.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import cast
 
 from litestar.types import (
@@ -25,52 +35,63 @@ from litestar.types import (
 )
 from litestar.types.asgi_types import RawHeaders
 
-from flotilla_http.errors import UpstreamError
-from flotilla_kit.problems import (
-    BadRequest,
-    ContentTooLarge,
-    MethodNotAllowed,
-    NotFound,
-    Problem,
-    ServiceUnavailable,
-    send_problem,
-)
+from flotilla_http.errors import InvalidRequest, UpstreamError
+from flotilla_kit.middleware import IncompleteRequestBody
+from flotilla_kit.problems import BadRequest, ContentTooLarge, Problem, ServiceUnavailable, send_problem
 from gateway import routes as routing
-from gateway.core import Gateway, upstream_problem
+from gateway.core import Admission, Gateway, upstream_problem
 from gateway.domain import public_problem, request_headers_upstream, response_headers_downstream
-from gateway.routes import Route
+from gateway.policy import BODILESS_METHODS, Policy
+from gateway.routes import API_PREFIX, Route
 
 log = logging.getLogger(__name__)
 
 BUFFER_LIMIT = 256 * 1024
-API_PREFIX = "/api/"
-_BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
-
-
-class ClientGone(Exception):
-    """The caller disconnected before its request body arrived whole."""
 
 
 class Relay:
     """Raw ASGI handler of routed requests; ``gateway`` is set once the gateway component has started."""
 
-    def __init__(self, max_body_bytes: int) -> None:
-        self.max_body_bytes = max_body_bytes
+    def __init__(self) -> None:
         self.gateway: Gateway | None = None
 
-    def wrap(self, litestar: ASGIApp, *, composed_prefixes: tuple[str, ...]) -> ASGIApp:
-        """An ASGI app that relays ``/api/...`` and leaves everything else (composed endpoints too) to ``litestar``."""
+    def wrap(self, litestar: ASGIApp, *, composed: Mapping[str, Policy]) -> ASGIApp:
+        """An ASGI app that relays ``/api/...`` and leaves everything else to ``litestar``: the composed
+        endpoints (under the prefixes of ``composed``) once their policy admitted the request."""
+        composed_prefixes = tuple(composed)
 
         async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-            path = scope.get("path", "")
-            if scope["type"] == "http" and path.startswith(API_PREFIX) and not path.startswith(composed_prefixes):
-                await self(cast(HTTPScope, scope), receive, send)
-            else:
-                await litestar(scope, receive, send)
+            if scope["type"] == "http":
+                # Litestar would route "//api/storefront/..." as "/api/storefront/...": so do we.
+                path = routing.normalise(scope["path"])
+                if path.startswith(API_PREFIX):
+                    if not path.startswith(composed_prefixes):
+                        await self._handle(cast(HTTPScope, scope), path, receive, send)
+                        return
+                    prefix = next(p for p in composed_prefixes if path.startswith(p))
+                    if not await self._admit_composed(composed[prefix], cast(HTTPScope, scope), send):
+                        return
+            await litestar(scope, receive, send)
 
         return dispatch
 
+    async def _admit_composed(self, policy: Policy, scope: HTTPScope, send: Send) -> bool:
+        """Whether a request to a composed endpoint passes its policy; if not, it has been answered."""
+        try:
+            if self.gateway is None:
+                raise ServiceUnavailable("the gateway is starting or stopping")
+            admission = await self.gateway.admit(scope, policy)
+        except Problem as exc:
+            await send_problem(send, exc, instance=scope["path"])
+            return False
+        # For handlers that need the caller: request.state.caller (None when anonymous).
+        scope.setdefault("state", {})["caller"] = admission.caller
+        return True
+
     async def __call__(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        await self._handle(scope, routing.normalise(scope["path"]), receive, send)
+
+    async def _handle(self, scope: HTTPScope, path: str, receive: Receive, send: Send) -> None:
         started = False
 
         async def send_tracked(message: Message) -> None:
@@ -78,99 +99,48 @@ class Relay:
             started = True
             await send(message)
 
-        path = scope["path"]
         try:
-            await self._relay(scope, receive, send_tracked)
-        except ClientGone:
-            return
+            await self._relay(scope, path, receive, send_tracked)
         except Exception as exc:
             if started:
                 raise  # mid-body: only a broken connection tells the caller the answer is cut short
-            await send_problem(send, _problem(exc, scope), instance=path)
+            await send_problem(send, problem_of(exc, scope), instance=scope["path"])
 
-    async def _relay(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+    async def _relay(self, scope: HTTPScope, path: str, receive: Receive, send: Send) -> None:
+        """Relay a request whose path, normalised as its service will see it, is ``path``."""
         gateway = self.gateway
         if gateway is None:
             raise ServiceUnavailable("the gateway is starting or stopping")
         method = scope["method"]
-        path = scope["path"]
-        route = routing.match(gateway.routes, method, path)
-        if route is None:
-            allowed = routing.methods_allowed(gateway.routes, path)
-            if allowed:
-                raise MethodNotAllowed(
-                    f"{method} is not routed for {path}", headers={"Allow": ", ".join(sorted(allowed))}
-                )
-            raise NotFound(f"no route for {path}")
-        if routing.is_internal(route.upstream_path(path)):
-            raise NotFound(f"no route for {path}")
+        raw_path = scope.get("raw_path")
+        caller_path = raw_path.decode("latin-1") if raw_path else scope["path"]
+        decision = routing.decide(gateway.routes, method, caller_path, path)
+        route = decision.route
         scope["path_template"] = route.prefix + "/{path}"  # bounded metric labels
-        headers = scope["headers"]
-        authorization = content_length = None
-        chunked = False
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"transfer-encoding":
-                chunked = True
-        client = scope.get("client")
-        client_ip = client[0] if client else None
-        caller = gateway.authenticate(authorization, route.auth)
-        await gateway.limit(route.rate_limit, client_ip, caller)
-        body = await self._body(method, content_length, chunked, receive)
-        identity = (caller.id, caller.roles) if caller else None
-        await self._forward(gateway, route, scope, headers, body, client_ip, identity, send)
-
-    async def _body(
-        self, method: str, content_length: bytes | None, chunked: bool, receive: Receive
-    ) -> bytes | AsyncIterator[bytes] | None:
-        if content_length is None and not chunked:
-            return None if method in _BODILESS_METHODS else b""
-        if content_length is not None and not content_length.isdigit():
-            raise BadRequest(f"content-length {content_length.decode('latin-1')!r} is not a number")
-        size = int(content_length) if content_length is not None else None
-        if size is not None and size > self.max_body_bytes:
-            raise ContentTooLarge(f"the request body of {size} bytes is over the limit of {self.max_body_bytes}")
-        if size is not None and size <= BUFFER_LIMIT:
-            # Read whole: replayable, so an attempt whose connect failed can be retried.
-            return b"".join([chunk async for chunk in self._receive_body(receive)])
-        return self._receive_body(receive)
-
-    async def _receive_body(self, receive: Receive) -> AsyncIterator[bytes]:
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                raise ContentTooLarge(f"the request body is over the limit of {self.max_body_bytes} bytes")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
+        admission = await gateway.admit(scope, route)
+        body = await _request_body(method, admission, receive, gateway.max_body_bytes)
+        await self._forward(gateway, route, scope, caller_path, decision.target, body, admission, send)
 
     async def _forward(
         self,
         gateway: Gateway,
         route: Route,
         scope: HTTPScope,
-        headers: RawHeaders,
+        caller_path: str,
+        target: str,
         body: bytes | AsyncIterator[bytes] | None,
-        client_ip: str | None,
-        caller: tuple[str, frozenset[str]] | None,
+        admission: Admission,
         send: Send,
     ) -> None:
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        target = route.upstream_raw_path(raw_path.decode("latin-1"), scope["path"])
         query = scope.get("query_string", b"")
         if query:
             target = f"{target}?{query.decode('latin-1')}"
+        caller = admission.caller
         upstream_headers = request_headers_upstream(
-            headers, client_ip=client_ip, scheme=scope.get("scheme", "http"), caller=caller
+            scope["headers"],
+            client_ip=admission.client_ip,
+            scheme=scope.get("scheme", "http"),
+            caller=(caller.id, caller.roles) if caller else None,
         )
         async with gateway.client.stream(
             route.service,
@@ -192,7 +162,7 @@ class Relay:
             if length is not None and length <= BUFFER_LIMIT:
                 content = await upstream.read()
                 if upstream.status >= 400:
-                    content = public_problem(content, answer_headers, instance=raw_path.decode("latin-1"))
+                    content = public_problem(content, answer_headers, instance=caller_path)
                 answer_headers.append((b"content-length", str(len(content)).encode()))
                 await send(_start(upstream.status, answer_headers))
                 await send(_body(content, more=False))
@@ -201,6 +171,44 @@ class Relay:
             async for chunk in upstream.iter_chunks():
                 await send(_body(chunk, more=True))
             await send(_body(b"", more=False))
+
+
+async def _request_body(
+    method: str, admission: Admission, receive: Receive, limit: int
+) -> bytes | AsyncIterator[bytes] | None:
+    # Framing and size were checked by Gateway.admit; a chunked body is held to the limit as it comes.
+    size = admission.content_length
+    if not size and not admission.chunked:
+        return None if method in BODILESS_METHODS else b""
+    if size is not None and size <= BUFFER_LIMIT:
+        # Read whole: replayable, so an attempt whose connect failed can be retried.
+        return b"".join([chunk async for chunk in _receive_body(receive, limit)])
+    return _receive_body(receive, limit)
+
+
+async def _receive_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, held to ``limit`` bytes.
+
+    A body cut short (a malformed chunk, the caller gone) is IncompleteRequestBody, raised by the
+    kit's request-context layer in ``receive`` itself; the HTTP client hands it back as the
+    caller's failure, which never counts against the upstream. A disconnect can only reach here
+    when that layer is not in front: it is the same failure, and must never end a body as if whole.
+    """
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise IncompleteRequestBody(
+                f"the request body ended after {received} bytes, before its framing said it would"
+            )
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        received += len(chunk)
+        if received > limit:
+            raise ContentTooLarge(f"the request body is over the limit of {limit} bytes")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 def _start(status: int, headers: RawHeaders) -> HTTPResponseStartEvent:
@@ -218,13 +226,17 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-def _problem(exc: Exception, scope: HTTPScope) -> Problem:
+def problem_of(exc: Exception, scope: HTTPScope) -> Problem:
+    """The problem to answer a relayed request with, for what ended it before its answer started."""
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, UpstreamError):
         return upstream_problem(exc)
-    if isinstance(exc, ValueError):  # a path the HTTP client refuses to send (controls, bad escapes)
-        return BadRequest(f"malformed path: {exc}")
+    if isinstance(exc, InvalidRequest):
+        # The caller's request cannot be written upstream as it is (a path with controls or raw
+        # non-ASCII bytes, a header name that is not a token): nothing was sent, and the client's
+        # message says what. Any other ValueError is a bug of ours, and a 500 below.
+        return BadRequest(str(exc))
     # The body never carries internals; the log line (with the same request id) does.
     log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
     return Problem("An unexpected error occurred.")

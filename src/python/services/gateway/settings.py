@@ -25,5 +25,9 @@ class GatewaySettings(ServiceSettings, kw_only=True, frozen=True):
     upstream_timeout_seconds: PositiveFloat = 10.0
     # Upstream calls of the composed endpoints; short, as a slow part must not hold the whole.
     composition_timeout_seconds: PositiveFloat = 2.0
+    # How long a service's open circuit fails calls fast, and how long an instance whose connections
+    # keep failing gets no calls; an instance registering (again) ends both at once.
+    breaker_open_seconds: PositiveFloat = 5.0
+    ejection_seconds: PositiveFloat = 10.0
     openapi_cache_seconds: PositiveFloat = 30.0
     max_request_body_bytes: PositiveInt = 1_048_576

@@ -40,7 +40,7 @@ from redis.utils import HIREDIS_AVAILABLE
 from flotilla_contracts.events import Event
 from flotilla_kit.db import Database
 from flotilla_kit.testing.redis import find_redis_server, start_redis
-from flotilla_streams.connection import create_redis
+from flotilla_redis.factory import create_redis
 from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers, StreamConsumer
 from flotilla_streams.outbox import Outbox, OutboxRelay
 from flotilla_streams.publisher import Publisher

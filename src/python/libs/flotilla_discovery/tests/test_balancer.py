@@ -166,3 +166,113 @@ async def test_a_service_without_instances_has_no_instance():
 def test_an_unknown_strategy_is_refused():
     with pytest.raises(ValueError, match="least_loaded"):
         Balancer(resolver_of("a"), strategy="least_loaded")
+
+
+async def instance_named(balancer: Balancer, name: str):
+    return next(i for i in await balancer.resolver.instances("catalog") if named(i) == name)
+
+
+async def test_a_late_answer_to_a_request_sent_before_the_ejection_does_not_end_it():
+    clock = FakeClock()
+    balancer = Balancer(resolver_of("a", "b"), eject_after_failures=1, ejection_seconds=10, clock=clock)
+    returning = await instance_named(balancer, "a")
+    sent_at = balancer.acquire(returning)
+    balancer.report_failure(returning)  # another request to it failed meanwhile: ejected
+    balancer.release(returning)
+    assert set(await choose_names(balancer, 10)) == {"b"}
+
+    clock.now += 1
+    balancer.report_success(returning, sent_at=sent_at)  # the request sent before the ejection came back
+    balancer.report_success(returning)  # and one whose sending time nobody knows
+
+    assert set(await choose_names(balancer, 40)) == {"b"}
+
+
+async def test_an_answer_to_a_request_sent_after_the_ejection_ended_clears_the_instance():
+    clock = FakeClock()
+    balancer = Balancer(resolver_of("dead", "back"), eject_after_failures=1, ejection_seconds=10, clock=clock)
+    dead, back = await instance_named(balancer, "dead"), await instance_named(balancer, "back")
+    balancer.report_failure(dead)
+    clock.now += 10  # the ejection ran out; a call reaches it, and it answers: it is well
+    sent_at = balancer.acquire(dead)
+    balancer.release(dead)
+    balancer.report_success(dead, sent_at=sent_at)
+
+    balancer.instance_registered(back)
+
+    assert set(await choose_names(balancer, 40)) == {"dead", "back"}
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "p2c"])
+async def test_a_dead_instance_whose_ejection_ran_out_is_not_chosen_over_one_that_registered(strategy):
+    clock = FakeClock()
+    balancer = Balancer(
+        resolver_of("dead", "back"), strategy=strategy, eject_after_failures=3, ejection_seconds=10, clock=clock
+    )
+    dead = await instance_named(balancer, "dead")
+    for _ in range(3):
+        balancer.report_failure(dead)
+    clock.now += 10  # still listed, no longer ejected, and never heard from since
+
+    balancer.instance_registered(await instance_named(balancer, "back"))
+
+    assert set(await choose_names(balancer, 20)) == {"back"}
+
+
+async def test_an_ejected_instance_that_registers_again_is_chosen_at_once_and_listeners_hear_of_it():
+    balancer = Balancer(resolver_of("a"), eject_after_failures=1, ejection_seconds=10, clock=FakeClock())
+    heard: list[str] = []
+    balancer.add_registration_listener("catalog", lambda: heard.append("catalog"))
+    balancer.add_registration_listener("inventory", lambda: heard.append("inventory"))
+    restarted = await instance_named(balancer, "a")
+    balancer.report_failure(restarted)
+    with pytest.raises(NoInstances):
+        await balancer.choose("catalog")
+
+    balancer.instance_registered(restarted)  # same service and instance id: the process restarted
+
+    assert named(await balancer.choose("catalog")) == "a"
+    assert heard == ["catalog"]
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "p2c"])
+async def test_an_instance_that_has_just_registered_is_preferred_to_one_on_a_failure_streak(strategy):
+    balancer = Balancer(resolver_of("dead", "back", "other"), strategy=strategy, eject_after_failures=3)
+    dead, back = await instance_named(balancer, "dead"), await instance_named(balancer, "back")
+    for _ in range(2):
+        balancer.report_failure(dead)  # still listed and not ejected: it would take calls
+
+    balancer.instance_registered(back)
+    assert set(await choose_names(balancer, 20)) == {"back", "other"}
+
+    balancer.report_success(back)  # it answered: no reason left to prefer anyone
+    assert set(await choose_names(balancer, 60)) == {"dead", "back", "other"}
+
+
+async def test_the_preference_for_a_registered_instance_lasts_at_most_the_ejection_time():
+    clock = FakeClock()
+    balancer = Balancer(
+        resolver_of("dead", "back"), strategy="round_robin", eject_after_failures=3, ejection_seconds=10, clock=clock
+    )
+    balancer.report_failure(await instance_named(balancer, "dead"))
+    balancer.instance_registered(await instance_named(balancer, "back"))
+    assert set(await choose_names(balancer, 4)) == {"back"}
+
+    clock.now += 10  # never reported on (no call made it there): no longer "just registered"
+
+    assert set(await choose_names(balancer, 4)) == {"dead", "back"}
+
+
+async def test_a_removed_registration_listener_is_no_longer_called():
+    balancer = Balancer(resolver_of("a"))
+    heard: list[str] = []
+
+    def listener() -> None:
+        heard.append("catalog")
+
+    balancer.add_registration_listener("catalog", listener)
+    balancer.remove_registration_listener("catalog", listener)
+    balancer.remove_registration_listener("catalog", listener)  # twice, or never added: nothing to do
+    balancer.instance_registered(await instance_named(balancer, "a"))
+
+    assert heard == []

@@ -3,6 +3,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError
 
+from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.errors import DiscoveryUnavailable, NoInstances
 from flotilla_discovery.instance import Instance
 from flotilla_discovery.registry import RedisRegistry
@@ -55,7 +56,7 @@ async def test_a_new_instance_is_seen_through_its_notification(client):
 
 
 async def test_notifications_for_other_namespaces_are_ignored(client):
-    resolver = RedisResolver(client, namespace="blue", refresh_seconds=AN_HOUR)
+    resolver = RedisResolver(client, namespace="blue", refresh_seconds=AN_HOUR, empty_refresh_seconds=AN_HOUR)
     await resolver.start()
     try:
         assert await ids(resolver) == []
@@ -74,13 +75,122 @@ async def test_without_notifications_the_list_is_reread_once_it_is_refresh_secon
     clock = FakeClock()
     resolver = RedisResolver(client, refresh_seconds=5.0, clock=clock)  # never started: no listener
     registry = RedisRegistry(client)
+    await registry.register(catalog("a"))
+    assert await ids(resolver) == ["a"]
+
+    await registry.register(catalog("b"))
+    clock.now += 4.9
+    assert await ids(resolver) == ["a"]  # cached
+    clock.now += 0.1
+    assert await ids(resolver) == ["a", "b"]
+
+
+async def test_a_service_without_instances_is_reread_once_it_is_empty_refresh_seconds_old(client):
+    clock = FakeClock()
+    resolver = RedisResolver(client, refresh_seconds=5.0, empty_refresh_seconds=0.5, clock=clock)
     assert await ids(resolver) == []
 
-    await registry.register(catalog("a"))
-    clock.now += 4.9
-    assert await ids(resolver) == []  # cached
+    await RedisRegistry(client).register(catalog("a"))
+    clock.now += 0.4
+    assert await ids(resolver) == []  # cached, but not for long: the first instance back matters
     clock.now += 0.1
     assert await ids(resolver) == ["a"]
+
+
+async def test_listeners_hear_of_an_instance_registering_again_under_its_id_and_of_a_new_one(client):
+    registry = RedisRegistry(client)
+    await registry.register(catalog("a"))
+    # Refreshing only hourly: within this test, only the announcements can tell of a registration.
+    resolver = RedisResolver(client, refresh_seconds=AN_HOUR, empty_refresh_seconds=AN_HOUR)
+    heard: list[Instance] = []
+    resolver.add_registration_listener(heard.append)
+    await resolver.start()
+    try:
+        assert await ids(resolver) == ["a"]
+        assert heard == []  # a first read tells nothing: nobody knew the service before
+
+        restarted = Instance(service="catalog", instance_id="a", url="http://a:8000", started_at=2.0)
+        await registry.register(restarted)  # a new process under the old id, its entry still live
+
+        async def heard_of_restart() -> bool:
+            return heard == [restarted]
+
+        await eventually(heard_of_restart, timeout=5, what="the restart announced to the listener")
+        await registry.register(catalog("b"))
+
+        async def heard_of_b() -> bool:
+            return heard == [restarted, catalog("b")]
+
+        await eventually(heard_of_b, timeout=5, what="the new instance announced to the listener")
+        await registry.heartbeat(catalog("b"))  # a heartbeat of a live instance is no registration
+        await registry.deregister(restarted)
+
+        async def a_gone() -> bool:
+            return await ids(resolver) == ["b"]
+
+        await eventually(a_gone, timeout=5, what="the deregistration")
+        assert heard == [restarted, catalog("b")]
+    finally:
+        await resolver.close()
+
+
+async def test_listeners_hear_of_an_instance_a_reread_finds_without_an_announcement(client):
+    clock = FakeClock()
+    resolver = RedisResolver(client, refresh_seconds=5.0, clock=clock)  # never started: no announcements
+    heard: list[str] = []
+    resolver.add_registration_listener(lambda instance: heard.append(instance.instance_id))
+    registry = RedisRegistry(client)
+    await registry.register(catalog("a"))
+    assert await ids(resolver) == ["a"]
+
+    await registry.register(catalog("b"))
+    clock.now += 5
+    assert await ids(resolver) == ["a", "b"]
+
+    assert heard == ["b"]
+
+
+async def test_a_failing_listener_does_not_stop_the_others_or_the_cache(client):
+    clock = FakeClock()
+    resolver = RedisResolver(client, refresh_seconds=5.0, clock=clock)
+    heard: list[str] = []
+
+    def broken(instance: Instance) -> None:
+        raise RuntimeError("a listener's bug")
+
+    resolver.add_registration_listener(broken)
+    resolver.add_registration_listener(lambda instance: heard.append(instance.instance_id))
+    assert await ids(resolver) == []
+    await RedisRegistry(client).register(catalog("a"))
+    clock.now += 5
+
+    assert await ids(resolver) == ["a"]
+    assert heard == ["a"]
+
+
+async def test_a_restarted_instance_is_chosen_as_soon_as_it_registers_although_it_was_ejected(client):
+    registry = RedisRegistry(client)
+    await registry.register(catalog("a"))
+    resolver = RedisResolver(client, refresh_seconds=AN_HOUR, empty_refresh_seconds=AN_HOUR)
+    await resolver.start()
+    # The balancer's clock never moves: only the registration can end the ejection.
+    balancer = Balancer(resolver, eject_after_failures=1, ejection_seconds=AN_HOUR, clock=FakeClock())
+    try:
+        balancer.report_failure(await balancer.choose("catalog"))  # the process died
+        with pytest.raises(NoInstances):
+            await balancer.choose("catalog")
+
+        await registry.register(catalog("a"))  # ... and started again under its id
+
+        async def chosen_again() -> bool:
+            try:
+                return (await balancer.choose("catalog")).instance_id == "a"
+            except NoInstances:
+                return False
+
+        await eventually(chosen_again, timeout=5, what="the restarted instance chosen")
+    finally:
+        await resolver.close()
 
 
 async def test_the_last_known_list_is_served_while_redis_is_down(own_redis_server, own_client):
@@ -123,7 +233,7 @@ async def test_unreachable_redis_with_nothing_cached_is_a_kind_of_no_instances(u
 
 
 async def test_the_resolver_picks_up_changes_after_redis_comes_back(own_redis_server, own_client):
-    resolver = RedisResolver(own_client, refresh_seconds=AN_HOUR)
+    resolver = RedisResolver(own_client, refresh_seconds=AN_HOUR, empty_refresh_seconds=AN_HOUR)
     await resolver.start()
     registry = RedisRegistry(own_client)
     try:

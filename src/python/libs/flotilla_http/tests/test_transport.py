@@ -11,6 +11,7 @@ import pytest
 from flotilla_http.h1 import ConnectionBroken
 from flotilla_http.pool import ConnectFailed, ConnectionPool, Origin
 from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.waiting import eventually
 
 Answer = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
 
@@ -179,9 +180,13 @@ async def test_requests_beyond_the_limit_wait_for_a_connection(raw_upstream, mak
 
 async def test_a_connection_idle_too_long_is_not_reused(raw_upstream, make_pool):
     upstream = await raw_upstream(fixed(OK))
-    pool = make_pool(idle_timeout=0.05)
+    now = [1000.0]
+    pool = make_pool(idle_timeout=15.0, clock=lambda: now[0])
     await get(pool, upstream.origin)
-    await asyncio.sleep(0.1)
+    now[0] += 14.9
+    await get(pool, upstream.origin)
+    assert upstream.connections == 1  # idle for less than the timeout: reused
+    now[0] += 15.0
     await get(pool, upstream.origin)
     assert upstream.connections == 2
 
@@ -233,3 +238,85 @@ def test_origins_keep_a_base_path_and_name_their_host_as_http_wants():
     assert Origin.parse("https://shop.example").host_header == b"shop.example"
     with pytest.raises(ValueError, match="not an http"):
         Origin.parse("ftp://x")
+    with pytest.raises(ValueError, match="base path"):
+        Origin.parse("http://shop.example/a b")
+
+
+EVIL = b"HTTP/1.1 302 Found\r\nlocation: http://evil\r\ncontent-length: 4\r\n\r\nevil"
+
+
+async def test_an_answer_followed_by_a_second_one_gives_the_first_and_costs_the_connection(raw_upstream, make_pool):
+    upstream = await raw_upstream(fixed(OK + EVIL))
+    pool = make_pool()
+    answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
+    assert (answer.status, answer.headers, await answer.read()) == (200, [(b"content-length", b"2")], b"ok")
+    answer.release()
+    assert pool.open_connections == 0  # not pooled: its framing is lost
+    assert await get(pool, upstream.origin) == (200, b"ok")
+    assert upstream.connections == 2
+
+
+async def test_bytes_after_a_whole_answer_close_the_connection_even_in_a_later_read(raw_upstream, make_pool):
+    upstream = await raw_upstream(fixed(OK, EVIL))
+    pool = make_pool()
+    answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
+    await eventually(upstream_closed(upstream), what="the client closing the connection")
+    assert (answer.status, await answer.read()) == (200, b"ok")
+    answer.release()
+    assert pool.open_connections == 0
+
+
+def upstream_closed(upstream: RawUpstream) -> Callable[[], Awaitable[bool]]:
+    async def closed() -> bool:
+        return upstream.connections > 0 and upstream.open_now == 0
+
+    return closed
+
+
+def header_lines(count: int, value_size: int) -> bytes:
+    return b"".join(b"x-%d: %b\r\n" % (index, b"v" * value_size) for index in range(count))
+
+
+@pytest.mark.parametrize(
+    ("head", "refusal"),
+    [
+        (b"HTTP/1.1 200 OK\r\nx-big: " + b"v" * 8191 + b"\r\n", "header 'x-big' is longer than 8190 bytes"),
+        (b"HTTP/1.1 200 OK\r\n" + b"n" * 8191 + b": v\r\n", "is longer than 8190 bytes"),
+        (b"HTTP/1.1 200 OK\r\nx-big: " + b"v" * (8 << 20) + b"\r\n", "longer than"),
+        (b"HTTP/1.1 200 " + b"r" * 8191 + b"\r\n", "status line.s reason is longer than 8190 bytes"),
+        (b"HTTP/1.1 200 OK\r\n" + header_lines(129, 1), "more than 128 header fields"),
+        (b"HTTP/1.1 200 OK\r\n" + header_lines(100_000, 1), "more than 128 header fields"),
+    ],
+    ids=["long value", "long name", "8 MiB value", "long reason", "129 fields", "100000 fields"],
+)
+async def test_an_answer_head_over_the_limits_is_refused_and_costs_the_connection(
+    raw_upstream, make_pool, head, refusal
+):
+    upstream = await raw_upstream(fixed(head + b"content-length: 2\r\n\r\nok"))
+    pool = make_pool()
+    with pytest.raises(ConnectionBroken, match=f"malformed HTTP answer: .*{refusal}"):
+        await get(pool, upstream.origin)
+    assert pool.open_connections == 0
+
+
+async def test_an_answer_head_at_the_limits_is_taken(raw_upstream, make_pool):
+    # 128 fields, each value 8190 bytes (one of them the content-length): about 1 MiB of head.
+    head = b"HTTP/1.1 200 " + b"r" * 8190 + b"\r\n" + header_lines(127, 8190)
+    upstream = await raw_upstream(fixed(head + b"content-length: 2\r\n\r\nok"))
+    pool = make_pool()
+    answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
+    assert (answer.status, len(answer.headers), await answer.read()) == (200, 128, b"ok")
+    answer.release()
+
+
+async def test_switching_protocols_fails_the_exchange_cleanly(raw_upstream, make_pool):
+    loop_errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: loop_errors.append(context))
+    upstream = await raw_upstream(
+        fixed(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n\x81\x02hi")
+    )
+    pool = make_pool()
+    with pytest.raises(ConnectionBroken, match="switched protocols"):
+        await get(pool, upstream.origin)
+    assert pool.open_connections == 0
+    assert loop_errors == []  # nothing escaped from data_received

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -11,6 +12,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: loading libc in the forked child could wait on a lock another thread held.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGTERM when the thread that started it
+    ends (the test process's main thread, so: when the test run dies, by a timeout or Ctrl-C twice),
+    so an interrupted run leaves no server behind. Start processes from a thread that outlives them."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServiceProcess:
@@ -28,6 +41,7 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> float:

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -205,3 +208,36 @@ def test_with_an_internal_port_metrics_and_info_leave_the_public_one(settings):
         assert missing.value.code == 404
     with pytest.raises(urllib.error.URLError):  # closed with the app
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+
+def test_a_service_may_keep_metrics_and_info_off_its_public_port_without_an_internal_port(settings, caplog):
+    app = create_service_app(settings, version="1.2.3", route_handlers=[place], internal_endpoints_public=False)
+    with caplog.at_level("INFO", logger="flotilla_kit.app"), TestClient(app) as client:
+        _assert_problem(client.get("/metrics"), 404, "not-found")
+        _assert_problem(client.get("/info"), 404, "not-found")
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+    assert "/metrics and /info are not served" in caplog.text
+    assert "INTERNAL_PORT" in caplog.text
+
+
+@get("/broken-pipe")
+async def broken_pipe() -> None:
+    raise BrokenPipeError("a socket of the handler's own, not the database's")
+
+
+@pytest.mark.parametrize("database", [True, False])
+def test_a_connection_error_that_is_not_the_databases_is_a_500_not_a_database_outage(settings, database):
+    app = create_service_app(settings, version="1", route_handlers=[broken_pipe], database=database)
+    with TestClient(app) as client:
+        response = client.get("/broken-pipe")
+    assert response.status_code == 500, response.text
+    assert "database" not in response.text and "retry-after" not in response.headers
+
+
+def test_the_problem_module_does_not_need_sqlalchemy():
+    # A service without a database (the gateway) builds its problems without the database layer.
+    code = "import sys, flotilla_kit.problems; print('sqlalchemy' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip() == "False", result.stderr

@@ -4,9 +4,12 @@ import asyncio
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from flotilla_kit.db import Database, DatabaseConfigError, normalize_url
+from flotilla_kit.db import Database, DatabaseConfigError, DatabaseUnavailable, normalize_url
 from flotilla_kit.migrations import MigrationError, applied_versions, discover, migrate, pending
+from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.postgres import start_postgres
 
 SAMPLE = "flotilla_kit.tests.sample_migrations"
 
@@ -162,3 +165,35 @@ async def test_an_in_memory_sqlite_database_reads_what_it_wrote():
         assert await database.fetch_one(sa.text("SELECT x FROM t")) == (7,)
     finally:
         await database.dispose()
+
+
+async def test_a_database_that_refuses_connections_is_unavailable_and_a_database_error():
+    port = free_port()  # nothing listens there
+    db = Database(f"postgresql://app:secret@127.0.0.1:{port}/shop")
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await db.fetch_one(sa.text("SELECT 1"))
+        assert isinstance(raised.value, SQLAlchemyError)  # handled wherever database errors are
+        assert isinstance(raised.value.__cause__, ConnectionRefusedError)
+    finally:
+        await db.dispose()
+
+
+async def test_a_connection_that_breaks_mid_transaction_is_unavailable():
+    server = start_postgres()
+    db = Database(server.create_database("broken"))
+    try:
+        with pytest.raises(DatabaseUnavailable, match="broke"):
+            async with db.reader() as session:
+                await session.execute(sa.text("SELECT 1"))
+                server.stop()  # immediate: the open connection is cut
+                await session.execute(sa.text("SELECT 1"))
+    finally:
+        await db.dispose()
+        server.stop()
+
+
+async def test_other_database_errors_keep_their_type(db):
+    with pytest.raises(DBAPIError) as raised:
+        await db.fetch_one(sa.text("SELECT * FROM no_such_table"))
+    assert not isinstance(raised.value, DatabaseUnavailable)

@@ -3,7 +3,7 @@ import sqlalchemy as sa
 
 from flotilla_kit.db import Database
 from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
-from flotilla_streams.connection import create_redis
+from flotilla_redis.factory import create_redis
 from flotilla_streams.schema import create_messaging_tables
 
 effects = sa.Table(

@@ -6,20 +6,30 @@ import asyncio
 import sys
 
 from flotilla_kit.db import Database
-from flotilla_streams.connection import create_redis
+from flotilla_redis.factory import create_redis
 from flotilla_streams.consumer import ConsumerOptions, StreamConsumer
 from flotilla_streams.tests.events import STREAM, recording_handlers
+
+STALL_AFTER = 350
 
 
 async def main(redis_url: str, database_url: str, name: str) -> None:
     handlers = recording_handlers()
-    (event_class, handler) = next(iter(handlers.by_type.values()))
+    event_class, handler = next(iter(handlers.by_type.values()))
 
-    async def slow_record(event, ctx):  # slow enough to be killed in the middle of a batch
-        await asyncio.sleep(0.002)
+    calls = 0
+    never = asyncio.Event()
+
+    async def stalling_record(event, ctx):
+        # Stalls for good in the middle of its fourth batch (of 100): three are committed, one is
+        # half handled, whenever the test's kill -9 lands.
+        nonlocal calls
+        calls += 1
+        if calls > STALL_AFTER:
+            await never.wait()
         await handler(event, ctx)
 
-    handlers.by_type = {key: (event_class, slow_record) for key in handlers.by_type}
+    handlers.by_type = {key: (event_class, stalling_record) for key in handlers.by_type}
     consumer = StreamConsumer(
         create_redis(redis_url),
         group="g",

@@ -1,15 +1,18 @@
 """Consumer groups against a real Redis server and real databases."""
 
 import asyncio
+import dataclasses
+import logging
 
 import pytest
 import sqlalchemy as sa
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flotilla_contracts.events import OrderPlaced
 from flotilla_kit.testing.waiting import eventually
 from flotilla_streams.consumer import ConsumerOptions, Handlers, StreamConsumer
 from flotilla_streams.dlq import list_entries, replay
-from flotilla_streams.envelope import ENVELOPE_FIELD
+from flotilla_streams.envelope import ENVELOPE_FIELD, encode, wrap
 from flotilla_streams.metrics import ConsumerMetrics
 from flotilla_streams.publisher import Publisher
 from flotilla_streams.tests.conftest import effects
@@ -76,8 +79,6 @@ async def _equals(awaitable, expected) -> bool:
 
 async def test_an_ack_lost_after_the_commit_does_not_repeat_the_effect(client, db, monkeypatch):
     """The handler commits, the ack never reaches Redis; redelivery finds the inbox entry."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
     registry = CollectorRegistry()
     metrics = ConsumerMetrics(registry)
     subject = consumer(client, db, metrics=metrics)
@@ -197,6 +198,71 @@ async def test_entries_of_a_dead_consumer_are_reclaimed_by_another(client, sqlit
     await eventually(lambda: _equals(effect_counts(sqlite_db), (10, 10)), what="reclaimed and handled")
     await eventually(lambda: _pending_is(client, "g", 0), what="all acked")
     await running.stop()
+
+
+async def test_reclaimed_entries_delivered_too_often_all_go_to_the_dlq_even_a_dozen_of_one_millisecond(
+    client, sqlite_db
+):
+    """Ids of one millisecond order by sequence number (1-9 before 1-10), not as bytes (b"1-10" < b"1-9")."""
+    await client.xgroup_create(STREAM, "g", id="0", mkstream=True)
+    async with client.pipeline(transaction=False) as pipe:
+        for sequence in range(12):
+            pipe.xadd(STREAM, {ENVELOPE_FIELD: encode(wrap(order(sequence), source="orders"))}, id=f"1-{sequence}")
+        ids = await pipe.execute()
+    # A consumer that kept failing on them (5 deliveries already) and then died.
+    await client.xreadgroup("g", "dead-one", {STREAM: ">"}, count=12)
+    await client.xclaim(STREAM, "g", "dead-one", min_idle_time=0, message_ids=ids, idle=60_000, retrycount=5)
+    options = dataclasses.replace(FAST, max_deliveries=3)
+    running = Running(consumer(client, sqlite_db, name="survivor", options=options))
+    await eventually(lambda: _pending_is(client, "g", 0), what="every reclaimed entry dead-lettered or handled")
+    await running.stop()
+    assert sorted(entry.original_id for entry in await list_entries(client, STREAM)) == sorted(
+        entry_id.decode() for entry_id in ids
+    )
+    assert await effect_counts(sqlite_db) == (0, 0)
+
+
+async def test_entries_trimmed_away_while_pending_at_a_dead_consumer_are_dropped_and_not_counted(client, sqlite_db):
+    """Redis 6.2 claims such an entry as a nil entry without its id, and keeps it pending."""
+    await client.xgroup_create(STREAM, "g", id="0", mkstream=True)
+    await Publisher(client, source="orders").publish_many(STREAM, [order(i) for i in range(3)])
+    read = await client.xreadgroup("g", "dead-one", {STREAM: ">"}, count=3)
+    await client.xdel(STREAM, read[0][1][1][0])  # trimmed by retention while still pending
+    registry = CollectorRegistry()
+    running = Running(consumer(client, sqlite_db, name="survivor", metrics=ConsumerMetrics(registry)))
+    await eventually(lambda: _pending_is(client, "g", 0), what="nothing left pending")
+    await running.stop()
+    assert await effect_counts(sqlite_db) == (2, 2)
+    assert registry.get_sample_value("flotilla_stream_reclaimed_total", {"stream": STREAM, "group": "g"}) == 2
+    assert registry.get_sample_value("flotilla_stream_consumer_restarts_total", {"group": "g"}) in (None, 0)
+
+
+async def test_an_outage_while_recreating_a_lost_group_is_ridden_out_not_counted_as_a_crash(
+    client, sqlite_db, monkeypatch, caplog
+):
+    registry = CollectorRegistry()
+    running = Running(consumer(client, sqlite_db, metrics=ConsumerMetrics(registry)))
+    publisher = Publisher(client, source="orders")
+    await publisher.publish(STREAM, order(1))
+    await eventually(lambda: _equals(effect_counts(sqlite_db), (1, 1)), what="first event")
+    real_create = client.xgroup_create
+    outage = {"left": 1}
+
+    async def create_during_an_outage(*args, **kwargs):
+        # Redis goes away between answering NOGROUP and the group's recreation.
+        if outage["left"]:
+            outage["left"] -= 1
+            raise RedisConnectionError("connection refused")
+        return await real_create(*args, **kwargs)
+
+    monkeypatch.setattr(client, "xgroup_create", create_during_an_outage)
+    await client.xgroup_destroy(STREAM, "g")
+    await publisher.publish(STREAM, order(2))
+    await eventually(lambda: _equals(effect_counts(sqlite_db), (2, 2)), what="event after the group was lost")
+    await running.stop()
+    assert outage["left"] == 0
+    assert registry.get_sample_value("flotilla_stream_consumer_restarts_total", {"group": "g"}) in (None, 0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_stopping_finishes_the_batch_at_hand(client, sqlite_db):

@@ -15,6 +15,7 @@ from flotilla_streams.tests.conftest import effects
 from flotilla_streams.tests.events import STREAM, order, recording_handlers
 
 EVENTS = 2000
+STALLED_BATCH_START = 300  # the fourth batch of 100
 
 
 async def _effects(db) -> tuple[int, int]:
@@ -31,13 +32,18 @@ async def test_a_killed_consumers_entries_are_finished_by_another_exactly_once(c
         [sys.executable, "-m", "flotilla_streams.tests.consumer_process", redis_server.url, database_url, "doomed"],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
+    fourth_batch = (await client.xrange(STREAM, count=STALLED_BATCH_START + 1))[-1][0]
     try:
-        await eventually(lambda: _at_least(db, 300), timeout=60, what="the first consumer under way")
+        # It stalls in its fourth batch (see consumer_process): three committed and acked, the
+        # fourth read and pending at it, half handled. Killed only then, so the survivor must reclaim.
+        await eventually(lambda: _at_least(db, STALLED_BATCH_START), timeout=60, what="the first consumer under way")
+        await eventually(
+            lambda: _pending_from(client, fourth_batch, 100), timeout=60, what="the fourth batch pending at it"
+        )
     finally:
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait, 10)
-    handled_before, _ = await _effects(db)
-    assert handled_before < EVENTS, "the consumer finished before it could be killed mid-way"
+    assert (await _effects(db))[0] == STALLED_BATCH_START
 
     survivor = StreamConsumer(
         client,
@@ -58,6 +64,11 @@ async def test_a_killed_consumers_entries_are_finished_by_another_exactly_once(c
 
 async def _at_least(db, n) -> bool:
     return (await _effects(db))[0] >= n
+
+
+async def _pending_from(client, first_id: bytes, count: int) -> bool:
+    summary = await client.xpending(STREAM, "g")
+    return summary["pending"] == count and summary["min"] == first_id
 
 
 async def _done(db) -> bool:

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from flotilla_kit.testing.redis import start_redis
 from flotilla_kit.testing.waiting import eventually
-from flotilla_streams.connection import create_redis
+from flotilla_redis.factory import create_redis
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 from flotilla_streams.outbox import Outbox, OutboxRelay
 from flotilla_streams.schema import outbox as outbox_table
@@ -37,6 +37,10 @@ async def test_an_event_exists_only_if_its_transaction_commits(client, db):
         assert (await session.execute(sa.select(outbox_table.c.sent_at))).scalar_one() is not None
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def _length_is(client, n) -> bool:
     return await client.xlen(STREAM) == n
 
@@ -45,7 +49,7 @@ async def test_the_relay_wakes_on_commit_without_waiting_for_its_poll(client, sq
     outbox = Outbox(source="orders")
     relay = OutboxRelay(sqlite_db, client, outbox, poll_interval=3600)  # only a wake-up can send
     task = asyncio.create_task(relay.run())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(relay.idle.wait(), 10)  # its first pass is over: the event must wake it
     async with sqlite_db.transaction() as session:
         await outbox.add(session, STREAM, order(1))
     await eventually(lambda: _length_is(client, 1), timeout=10, what="relayed on commit")
@@ -74,8 +78,7 @@ async def test_events_written_while_redis_is_down_all_arrive_in_order_per_produc
             name, db, outbox, *_ = producers[i % 2]
             async with db.transaction() as session:
                 written[name].append((await outbox.add(session, STREAM, order(i))).id)
-        await asyncio.sleep(0.3)  # relays meet the outage and back off
-        assert not any(relay.healthy for *_, relay, _ in producers)
+        await eventually(lambda: _true(not any(relay.healthy for *_, relay, _ in producers)), what="relays failing")
         redis_server.start()
         await eventually(lambda: _length_is(client, 60), timeout=30, what="all 60 events after Redis returned")
         arrived = await _stream_envelopes(client)

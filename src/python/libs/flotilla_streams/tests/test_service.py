@@ -2,7 +2,9 @@
 
 import argparse
 import asyncio
+import dataclasses
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from litestar import post
@@ -14,7 +16,9 @@ from flotilla_contracts.events import OrderPlaced, ProductCreated
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
 from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.testing.redis import start_redis
 from flotilla_kit.testing.waiting import eventually
+from flotilla_redis.factory import create_redis
 from flotilla_streams.cli import dlq_command
 from flotilla_streams.component import ConsumerSpec, messaging
 from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers
@@ -22,13 +26,18 @@ from flotilla_streams.dlq import list_entries
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 from flotilla_streams.outbox import Outbox
 from flotilla_streams.publisher import Publisher
+from flotilla_streams.retention import RetentionPolicy
 from flotilla_streams.schema import create_messaging_tables
 from flotilla_streams.tests.events import STREAM, order
+from prometheus_client import CollectorRegistry
 
 PRODUCTS = "catalog.events"
 
 
-def _app(tmp_path, redis_url: str):
+SHOP_OPTIONS = ConsumerOptions(block_ms=50, retry_backoff_ms=10, max_deliveries=2, maintenance_interval_ms=10)
+
+
+def _app(tmp_path, redis_url: str, options: ConsumerOptions = SHOP_OPTIONS, **overrides):
     outbox = Outbox(source="shop")
     handlers: Handlers[OrderPlaced] = Handlers()
 
@@ -48,13 +57,13 @@ def _app(tmp_path, redis_url: str):
             await connection.run_sync(create_messaging_tables)
 
     settings = ServiceSettings(
-        service_name="shop", database_url=f"sqlite+aiosqlite:///{tmp_path}/shop.db", redis_url=redis_url
+        service_name="shop", database_url=f"sqlite+aiosqlite:///{tmp_path}/shop.db", redis_url=redis_url, **overrides
     )
     spec = ConsumerSpec(
         group="shop",
         streams=[STREAM],
         handlers=handlers,
-        options=ConsumerOptions(block_ms=50, retry_backoff_ms=10, max_deliveries=2, maintenance_interval_ms=10),
+        options=options,
     )
     return create_service_app(
         settings,
@@ -122,6 +131,63 @@ async def _dlq(client, n) -> bool:
     return len(await list_entries(client, STREAM)) == n
 
 
+async def test_a_consumer_that_dies_on_an_unexpected_redis_error_is_not_ready_restarts_and_recovers(
+    tmp_path, redis_server, client
+):
+    options = dataclasses.replace(SHOP_OPTIONS, restart_backoff_ms=10, max_restart_backoff_ms=50)
+    app = _app(tmp_path, redis_server.url, options)
+    with TestClient(app) as http:
+        await eventually(lambda: _ready(http), what="ready")
+        # A real server state that no consumer expects: its stream is now a string, so every
+        # stream command it sends fails with WRONGTYPE (not NOGROUP, not a connection error).
+        await client.delete(STREAM)
+        await client.set(STREAM, "not a stream")
+        await eventually(lambda: _consumer_not_ready(http), what="readiness failing while the consumer is down")
+        restarts = 'flotilla_stream_consumer_restarts_total{group="shop"}'
+        await eventually(lambda: _counted_at_least(http, restarts, 2), what="restarts counted, with backoff")
+        assert http.get("/healthz").status_code == 200  # alive all along: only readiness says it is down
+
+        await client.delete(STREAM)
+        await eventually(lambda: _ready(http), what="ready again once the consumer runs")
+        await Publisher(client, source="orders").publish(STREAM, order(7))
+        await eventually(lambda: _length(client, PRODUCTS, 1), what="an event handled after the restart")
+
+
+async def _consumer_not_ready(http) -> bool:
+    answer = http.get("/readyz")
+    return answer.status_code == 503 and "consumer shop: failed" in answer.json()["detail"]
+
+
+async def _counted_at_least(http, sample: str, n: float) -> bool:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1]) >= n
+    return False
+
+
+async def test_discovery_and_messaging_of_a_service_share_one_redis_pool(tmp_path):
+    server = start_redis()  # its own: every connection to it is the service's or this test's
+    observer = create_redis(server.url)
+    try:
+        app = _app(tmp_path, server.url, discovery="redis", instance_id="shop-1", public_url="http://127.0.0.1:1")
+        with TestClient(app) as http:
+            await eventually(lambda: _ready(http), what="ready")
+            # Registration, the resolver's subscription, the consumer's reads: all in one pool.
+            await eventually(lambda: _all_in_one_pool(observer, app.state.redis), what="one pool for everything")
+    finally:
+        await observer.aclose()
+        server.close()
+
+
+async def _all_in_one_pool(observer, shared) -> bool:
+    own = str(await observer.client_id())
+    connections = [c for c in await observer.client_list() if str(c["id"]) != own]
+    pool = shared.connection_pool
+    # redis-py has no public count of a pool's open connections in every version we allow.
+    in_pool = len(pool._available_connections) + len(pool._in_use_connections)
+    return len(connections) == in_pool
+
+
 def test_readiness_fails_while_redis_is_unreachable(tmp_path):
     app = _app(tmp_path, "redis://127.0.0.1:1/0")
     with TestClient(app) as http:
@@ -171,3 +237,19 @@ def redis_url_of(server) -> str:
 def await_in_thread(fn, *args):
     # The command runs its own event loop (asyncio.run), as it does in a PEX; keep it off ours.
     return asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+async def test_leaving_the_component_ends_its_background_tasks_before_the_kit_closes_the_client(redis_server, client):
+    """Stats and retention run beside the consumers; the shared client is closed right after the component."""
+    state = SimpleNamespace(
+        settings=SimpleNamespace(redis_url=redis_server.url),
+        redis=client,
+        metrics=SimpleNamespace(registry=CollectorRegistry()),
+        readiness_checks={},
+    )
+    component = messaging(retention={STREAM: RetentionPolicy(max_length=100)}, stats_interval_seconds=0.01)
+    before = asyncio.all_tasks()
+    async with component(SimpleNamespace(state=state)):
+        started = asyncio.all_tasks() - before
+        assert len(started) == 2
+    assert all(task.done() for task in started)

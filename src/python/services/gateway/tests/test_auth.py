@@ -79,3 +79,42 @@ def test_unusable_key_files_are_refused_naming_the_setting(tmp_path):
         TokenVerifier(public_key_file=str(tmp_path / "bad.pem"), audience="x")
     with pytest.raises(KeyConfigError, match="JWKS_FILE"):
         TokenVerifier(jwks_file=str(tmp_path / "missing.json"), audience="x")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "u1\r\nx-caller-roles: admin"},
+        {"sub": "u1\nx"},
+        {"sub": "u1\x00"},
+        {"sub": "a b"},
+        {"sub": "u\u20ac1"},
+        {"sub": "\u00fc"},
+        {"sub": ""},
+        {"sub": "x" * 257},
+        {"roles": ["admin\r\nx-caller-id: root"]},
+        {"roles": ["admin,root"]},
+        {"roles": ["a b"]},
+        {"roles": [""]},
+        {"roles": ["r" * 65]},
+        {"roles": [f"r{i}" for i in range(65)]},
+    ],
+)
+def test_a_token_whose_identity_is_not_a_safe_identifier_is_rejected(verifier, ed_key, claims):
+    with pytest.raises(TokenRejected, match="not a safe identifier") as rejected:
+        verifier.verify(_token(ed_key, **claims))
+    assert "\r" not in rejected.value.reason and "\n" not in rejected.value.reason
+
+
+@pytest.mark.parametrize(
+    "sub, roles",
+    [
+        ("auth0|5f7c8ec7c33c6c004bbafe82", ["catalog:write", "admin"]),
+        ("user@example.com", ["a.b-c_d"]),
+        ("3f1b7a52-9a4e-4d5c-8a7e-2b1f0c9d8e7f", []),
+        ("x" * 256, ["r" * 64]),
+    ],
+)
+def test_usual_subjects_and_roles_are_accepted(verifier, ed_key, sub, roles):
+    caller = verifier.verify(_token(ed_key, sub=sub, roles=roles))
+    assert caller.id == sub and caller.roles == frozenset(roles)

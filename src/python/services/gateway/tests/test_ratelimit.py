@@ -3,7 +3,8 @@ import asyncio
 import pytest
 
 from flotilla_kit.testing.redis import start_redis
-from gateway.pipelined_redis import PipelinedRedis
+from flotilla_kit.testing.waiting import eventually
+from flotilla_redis.pipelined import PipelinedRedis
 from gateway.ratelimit import RateClass, RateLimiter, parse_rate_limits
 
 
@@ -76,3 +77,62 @@ async def test_two_gateways_leasing_never_admit_more_than_the_limit_between_them
         for client in clients:
             await client.close()
         server.close()
+
+
+async def test_concurrent_requests_of_one_caller_get_exactly_the_limit(limiter):
+    """150 at once against leased=100/3600,burst=100: they share lease fetches, and no permit leased is lost.
+
+    An hour's period: a permit comes back every 36 s, never while the test runs, however slow the machine.
+    """
+    limiter.classes["leased"] = RateClass(100, 3600.0, 100)
+    first = await limiter.check("leased", "caller:crowd")  # the caller is known: the next fetches lease ahead
+    decisions = [first, *await asyncio.gather(*(limiter.check("leased", "caller:crowd") for _ in range(149)))]
+    assert sum(d.allowed for d in decisions) == 100
+    assert all(d.retry_after_seconds >= 1 for d in decisions if not d.allowed)
+    assert limiter.redis_calls <= 10  # one fetch at a time for the caller, not one per request
+
+
+async def test_a_waiting_request_cancelled_does_not_stall_the_callers_next_ones(limiter):
+    limiter.classes["leased"] = RateClass(100, 3600.0, 100)
+    first = asyncio.ensure_future(limiter.check("leased", "caller:gone"))
+    waiting = [asyncio.ensure_future(limiter.check("leased", "caller:gone")) for _ in range(5)]
+    await asyncio.sleep(0)  # let them all queue behind the first one's fetch
+    for task in waiting:
+        task.cancel()
+    assert (await first).allowed
+    assert (await asyncio.wait_for(limiter.check("leased", "caller:gone"), timeout=5)).allowed
+
+
+async def test_a_failing_fetch_fails_every_request_waiting_on_it_and_the_next_one_fetches_again():
+    server = start_redis()
+    client = PipelinedRedis(server.url, retry_interval=0.05)
+    limiter = RateLimiter(client, {"leased": RateClass(100, 3600.0, 100)})
+    try:
+        await client.ping()
+        server.kill()
+        results = await asyncio.gather(
+            *(limiter.check("leased", "caller:outage") for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, OSError) for r in results), results
+        server.start()
+
+        async def allowed_again() -> bool:
+            try:
+                return (await limiter.check("leased", "caller:outage")).allowed
+            except OSError:
+                return False
+
+        await eventually(allowed_again, timeout=10, what="the limiter answers again")
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_fetching_request_cancelled_hands_the_fetch_to_one_waiting(limiter):
+    limiter.classes["leased"] = RateClass(100, 3600.0, 100)
+    fetching = asyncio.ensure_future(limiter.check("leased", "caller:impatient"))
+    waiting = [asyncio.ensure_future(limiter.check("leased", "caller:impatient")) for _ in range(5)]
+    await asyncio.sleep(0)  # the first is in its fetch, the others queued behind it
+    fetching.cancel()
+    decisions = await asyncio.wait_for(asyncio.gather(*waiting), timeout=5)
+    assert all(d.allowed for d in decisions)

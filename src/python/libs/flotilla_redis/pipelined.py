@@ -1,14 +1,17 @@
 """One Redis connection shared by every request in flight, for the rate limiter's one script call.
 
-Every request through the gateway runs the limiter's script, so its cost per call is the
-gateway's: redis-py spends ~100 µs of CPU per call on its pool, retry wrapper and command
-machinery. Here concurrent calls share one connection: the commands of one event-loop turn go
-out in one write, Redis answers in order, and hiredis parses the answers (auto-pipelining, as
-ioredis and Lettuce do it).
+Leased permits keep a busy caller's requests off Redis, but a request of a caller with no permits
+left (most callers: an anonymous address, a user making a request now and then) runs the limiter's
+script, so its cost per call is the gateway's. redis-py spends ~125 µs of CPU per call on its
+pool, retry wrapper and command machinery, this client ~40 µs (src/python/tools/bench/
+ratelimit_bench.py). Here concurrent calls share one connection: the commands of one event-loop
+turn go out in one write, Redis answers in order, and hiredis parses the answers (auto-pipelining,
+as ioredis and Lettuce do it). Nor does a crowd of requests need a connection each, as in a pool.
 
 Errors: ``RedisUnavailable`` (an OSError) when Redis cannot be reached or does not answer in time;
 after a failed connect or an unanswered call, calls fail at once for ``retry_interval`` seconds
-instead of each waiting for its own timeout. Error replies raise ``redis.exceptions.ResponseError``.
+(by ``clock``, monotonic time by default) instead of each waiting for its own timeout. Error
+replies raise ``redis.exceptions.ResponseError``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -80,7 +84,13 @@ class PipelinedRedis:
     """See the module docstring. Meant for one event loop; ``url`` is a redis:// or rediss:// URL."""
 
     def __init__(
-        self, url: str, *, connect_timeout: float = 1.0, reply_timeout: float = 2.0, retry_interval: float = 1.0
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 1.0,
+        reply_timeout: float = 2.0,
+        retry_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
@@ -101,6 +111,7 @@ class PipelinedRedis:
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
         self.retry_interval = retry_interval
+        self._clock = clock
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._down_until = 0.0
@@ -136,7 +147,9 @@ class PipelinedRedis:
         except TimeoutError:
             # A Redis that does not answer is treated as down: the connection is dropped (failing
             # the calls waiting on it at once) and calls fail fast until the retry interval passes.
-            self._down_until = time.monotonic() + self.retry_interval
+            self._down_until = self._clock() + self.retry_interval
+            if self._protocol is protocol:
+                self._protocol = None  # the next call must not find it before it is known lost
             if protocol.transport is not None:
                 protocol.transport.abort()
             raise RedisUnavailable(f"no answer from Redis within {self.reply_timeout}s") from None
@@ -149,7 +162,7 @@ class PipelinedRedis:
     async def _connect(self) -> _Protocol:
         if self._connecting is not None:
             return await asyncio.shield(self._connecting)
-        if time.monotonic() < self._down_until:
+        if self._clock() < self._down_until:
             raise RedisUnavailable(f"Redis at {self._host}:{self._port} was unreachable moments ago")
         self._connecting = asyncio.get_running_loop().create_future()
         try:
@@ -160,7 +173,7 @@ class PipelinedRedis:
             self._connecting.exception()
             raise
         except BaseException as error:
-            self._down_until = time.monotonic() + self.retry_interval
+            self._down_until = self._clock() + self.retry_interval
             failure = error if isinstance(error, RedisUnavailable) else RedisUnavailable(str(error))
             self._connecting.set_exception(failure)
             self._connecting.exception()  # retrieved, even when nobody else was waiting
