@@ -68,11 +68,12 @@ from flotilla_http.errors import (
     InvalidHeader,
     InvalidRequest,
     NoHealthyInstance,
+    RequestBodyTimeout,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
-from flotilla_http.h1 import ConnectionBroken, RawHeaders
+from flotilla_http.h1 import ConnectionBroken, MalformedAnswer, RawHeaders
 from flotilla_http.metrics import ClientMetrics
 from flotilla_http.policies import BreakerPolicy, RetryPolicy
 from flotilla_http.pool import Answer, ConnectFailed, ConnectionPool, Origin
@@ -88,20 +89,31 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 # Below this, an attempt could not get an answer anyway: treat the deadline as passed.
 _MIN_ATTEMPT_SECONDS = 0.001
 # Set by the client on every attempt; a caller's (or an incoming request's relayed) copy is dropped,
-# as are headers that describe the connection or body the transport writes itself.
+# as are headers that describe the connection or body the transport writes itself. The transport
+# never waits for 100 Continue, so a relayed Expect would promise the upstream what it never does.
 _MANAGED_HEADERS = frozenset(
-    {DEADLINE_HEADER, "x-request-id", "traceparent", "host", "content-length", "transfer-encoding", "connection"}
+    {
+        DEADLINE_HEADER,
+        "x-request-id",
+        "traceparent",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "expect",
+    }
 )
 _MANAGED_HEADER_BYTES = frozenset(name.encode() for name in _MANAGED_HEADERS)
 _DEADLINE_HEADER_BYTES = DEADLINE_HEADER.encode()
 _VISIBLE_ASCII = re.compile("[!-~]*")  # what a percent-encoded path may hold
-# RFC 9110: a field name (and a method) is a token; a field value holds no CR, LF or NUL, any of
-# which could end the header early and start another header, or another request, upstream.
+# RFC 9110: a field name (and a method) is a token; a field value holds no control but HTAB: CR,
+# LF or NUL could end the header early and start another header, or another request, upstream.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_UNSAFE_IN_VALUE = re.compile(rb"[\r\n\x00]")
+_UNSAFE_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # Names checked already, to their lower-cased form: a gateway relays the same few names over and
 # over, and a dict lookup costs a tenth of a match. Bounded (so that callers inventing names cannot
-# grow it): names beyond it, or longer than usual, are checked each time.
+# grow it): emptied when full, so the names in use come back at once; longer names are checked
+# each time.
 _NAME_MEMO_SIZE = 1024
 _NAME_MEMO_LONGEST = 64
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")  # a token, upper-cased
@@ -110,7 +122,7 @@ _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")  # a token, upper-cased
 # while that body was still going out (lost_sending_body): a server may refuse a body by answering
 # and closing without reading it (RFC 9112 9.6), and when its close resets the connection the
 # answer is lost with it, so the loss is no sign of a failing upstream (one that really fails shows
-# it on requests whose bodies it did take).
+# it on requests whose bodies it did take). A malformed answer is always the upstream's fault.
 _NOT_THE_UPSTREAMS_FAULT = frozenset({"caller_timeout", "lost_sending_body"})
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
@@ -126,6 +138,7 @@ class _Failure(Exception):
         # connect_error (nothing sent) | lost_connection | timeout | body_timeout (the answer's body)
         # | caller_timeout (the deadline passed while waiting on the caller's own streamed body)
         # | lost_sending_body (lost while the caller's streamed body was still going out)
+        # | malformed_answer (the upstream's answer is not HTTP/1.1 as the transport takes it)
         self.kind = kind
         self.instance = instance
 
@@ -184,7 +197,8 @@ class _StreamBody:
     (connect refused) leaves the body whole for the next, and closing its generator closes nothing.
     What the source raises comes out as _CallerBodyFailed, so that no transport or timeout error
     of the caller's is taken for the upstream's; ``waiting`` stays set when the attempt is cancelled
-    (its deadline) while the source had not given its next chunk.
+    (its deadline, or the answer came first) while the source had not given its next chunk, and
+    the body then counts as started: the source may be spent.
     """
 
     def __init__(self, source: AsyncIterable[bytes]) -> None:
@@ -205,6 +219,12 @@ class _StreamBody:
             except Exception as error:
                 self.waiting = False
                 raise _CallerBodyFailed(error) from error
+            except BaseException:
+                # Cancelled while the source was giving its next chunk (the deadline, or the
+                # answer came first): that ends a source that is an async generator, so no other
+                # attempt may send it, as if it had started. ``waiting`` stays set.
+                self.started = True
+                raise
             self.waiting = False
             self.started = True
             yield chunk
@@ -230,7 +250,7 @@ class _Call(Generic[A]):
         if isinstance(outcome, _Failure):
             if outcome.kind == "connect_error":
                 return outcome.kind if self.stream_body is None or not self.stream_body.started else None
-            if outcome.kind in ("timeout", "lost_connection") and self.may_resend():
+            if outcome.kind in ("timeout", "lost_connection", "malformed_answer") and self.may_resend():
                 return outcome.kind
             return None
         if outcome.status in RETRY_STATUSES and self.may_resend():
@@ -327,6 +347,7 @@ class HttpClient:
         method's default (GET, HEAD, OPTIONS, PUT, DELETE are) and decides what may be retried.
         Every answer is returned, 4xx and 5xx included. Raises DeadlineExceeded, CircuitOpen,
         NoHealthyInstance, UpstreamConnectError, UpstreamTimeout (all UpstreamError);
+        TypeError for a header pair that mixes bytes and str;
         InvalidHeader (a header name that is not a token, a value with CR, LF or NUL) and
         InvalidRequest (a bad method or path), both ValueErrors raised before anything is sent;
         ValueError for both bodies.
@@ -367,8 +388,10 @@ class HttpClient:
         Retries as ``request`` does until the answer's headers arrive, except that once a streamed
         ``body`` has started to be sent it is never sent again (bytes bodies are). The deadline
         covers the whole exchange, body included. The answer is not decompressed, and the client adds
-        no Accept-Encoding of its own. Raises as ``request``; ``iter_chunks`` raises
-        UpstreamTimeout or UpstreamConnectError when the body does not arrive whole.
+        no Accept-Encoding of its own. Raises as ``request``, and RequestBodyTimeout (not an
+        UpstreamError: the caller's fault) when the deadline passes while waiting on the next chunk
+        of a streamed ``body``; ``iter_chunks`` raises UpstreamTimeout or UpstreamConnectError
+        when the body does not arrive whole.
         """
         stream_body = _StreamBody(body) if body is not None and not isinstance(body, bytes) else None
         content = body if isinstance(body, bytes) else None
@@ -429,6 +452,9 @@ class HttpClient:
             raise
         except UpstreamTimeout:
             outcome = "timeout"
+            raise
+        except RequestBodyTimeout:
+            outcome = "caller_error"
             raise
         else:
             outcome = "ok" if answer.status < 400 else "client_error" if answer.status < 500 else "server_error"
@@ -601,6 +627,8 @@ class HttpClient:
                 message = "the request body to send did not arrive before the deadline"
                 raise _Failure("caller_timeout", instance, message) from error
             raise _Failure("timeout", instance, "no answer before the deadline") from error
+        except MalformedAnswer as error:
+            raise _Failure("malformed_answer", instance, str(error)) from error
         except ConnectionBroken as error:
             source = call.stream_body
             if source is not None and source.started and not source.finished:
@@ -691,8 +719,8 @@ def _headers(headers: Headers | None, checked_names: dict[bytes, bytes]) -> RawH
     """The caller's headers minus those the client sets itself (repeats kept), ready for the wire.
 
     Bytes pairs (as a server received them: the gateway relaying) and str pairs (latin-1 encoded)
-    are checked alike; raises InvalidHeader for a name that is not a token or a value holding CR,
-    LF or NUL. On the gateway's path for every request: a lookup in ``checked_names`` (the memo of
+    are checked alike; raises InvalidHeader for a name that is not a token or a value holding a
+    control other than HTAB, TypeError for a pair of bytes and str. On the gateway's path for every request: a lookup in ``checked_names`` (the memo of
     names found good) per name and one precompiled search per value.
     """
     if headers is None:
@@ -702,6 +730,8 @@ def _headers(headers: Headers | None, checked_names: dict[bytes, bytes]) -> RawH
     for name, value in pairs:
         if isinstance(name, bytes) and isinstance(value, bytes):
             name_bytes, value_bytes = name, value
+        elif isinstance(name, bytes) or isinstance(value, bytes):
+            raise TypeError(f"header {name!r}: give the name and the value both as bytes or both as str")
         else:
             try:
                 name_bytes, value_bytes = str(name).encode("latin-1"), str(value).encode("latin-1")
@@ -712,10 +742,12 @@ def _headers(headers: Headers | None, checked_names: dict[bytes, bytes]) -> RawH
             if _TOKEN.fullmatch(name_bytes) is None:
                 raise InvalidHeader(name_bytes.decode("latin-1"), "the name is not a token")
             lowered = name_bytes.lower()
-            if len(checked_names) < _NAME_MEMO_SIZE and len(name_bytes) <= _NAME_MEMO_LONGEST:
+            if len(name_bytes) <= _NAME_MEMO_LONGEST:
+                if len(checked_names) >= _NAME_MEMO_SIZE:
+                    checked_names.clear()
                 checked_names[name_bytes] = lowered
         if _UNSAFE_IN_VALUE.search(value_bytes) is not None:
-            raise InvalidHeader(name_bytes.decode("latin-1"), "the value holds CR, LF or NUL")
+            raise InvalidHeader(name_bytes.decode("latin-1"), "the value holds a control character (CR, LF, NUL...)")
         if lowered not in _MANAGED_HEADER_BYTES:
             result.append((lowered, value_bytes))
     return result
@@ -734,9 +766,13 @@ def _close(answer: Response | _OpenStream) -> None:
         answer.close()
 
 
-def _error(service: str, failure: _Failure) -> UpstreamError:
-    if failure.kind in ("timeout", "body_timeout", "caller_timeout"):
+def _error(service: str, failure: _Failure) -> UpstreamError | RequestBodyTimeout:
+    if failure.kind == "caller_timeout":
+        return RequestBodyTimeout(service, f"the request body did not arrive in time ({failure})")
+    if failure.kind in ("timeout", "body_timeout"):
         return UpstreamTimeout(service, f"no answer before the deadline ({failure})", instance=failure.instance)
     if failure.kind == "connect_error":
         return UpstreamConnectError(service, f"cannot connect ({failure})", instance=failure.instance)
+    if failure.kind == "malformed_answer":
+        return UpstreamConnectError(service, f"malformed answer ({failure})", instance=failure.instance)
     return UpstreamConnectError(service, f"connection lost before an answer ({failure})", instance=failure.instance)

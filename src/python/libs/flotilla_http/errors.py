@@ -3,6 +3,7 @@
 A server maps any ``UpstreamError`` to problem details with ``error.http_status``; nothing here
 depends on the web framework. ``InvalidRequest`` is the caller's mistake, found before anything is
 sent: no upstream is involved, and a server answers it as its own 400 (or refuses such input first).
+``RequestBodyTimeout`` is the caller's too (its body too slow to come): a server answers it 408.
 """
 
 from __future__ import annotations
@@ -22,6 +23,20 @@ class InvalidHeader(InvalidRequest):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"header {name!r}: {problem}")
         self.name = name
+
+
+class RequestBodyTimeout(Exception):
+    """The call's deadline passed while waiting on the caller's own streamed request body.
+
+    The caller's fault, not the upstream's (hence not an UpstreamError): a server answers its
+    caller with ``http_status`` (408 Request Timeout). ``service`` is the service being called.
+    """
+
+    http_status: int = 408
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(f"{service}: {message}")
+        self.service = service
 
 
 class UpstreamError(Exception):

@@ -11,12 +11,17 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 
 from flotilla_discovery.static_resolver import StaticResolver
+from flotilla_kit.health import ReadinessCheck
 from flotilla_kit.settings import ServiceSettings, SettingsError
+from prometheus_client import Counter
+
+if TYPE_CHECKING:  # imported at run time only in redis mode, as below
+    from flotilla_discovery.registry import Heartbeat
 
 
 def check_discovery_settings(settings: ServiceSettings) -> None:
@@ -53,13 +58,19 @@ async def resolver_component(app: Litestar) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def registration_component(app: Litestar) -> AsyncIterator[None]:
-    """In redis mode, registers this instance (with heartbeats) until shutdown."""
+    """In redis mode, registers this instance (with heartbeats) until shutdown.
+
+    Adds the readiness check ``discovery registration``: it fails while callers cannot find this
+    instance (not registered yet, or the registration expired because heartbeats keep failing) and
+    while the heartbeat restarts after an unexpected error; it recovers once a heartbeat registers
+    again. Restarts are counted in ``flotilla_discovery_heartbeat_restarts_total``.
+    """
     settings: ServiceSettings = app.state.settings
     if settings.discovery != "redis":
         yield
         return
     from flotilla_discovery.instance import Instance
-    from flotilla_discovery.registry import RedisRegistry
+    from flotilla_discovery.registry import Heartbeat, RedisRegistry
 
     registry = RedisRegistry(app.state.redis, ttl_seconds=settings.discovery_ttl_seconds)
     me = Instance(
@@ -69,13 +80,31 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
         version=app.state.service_version,
         started_at=time.time(),
     )
+    restarts = Counter(
+        "flotilla_discovery_heartbeat_restarts_total",
+        "Discovery heartbeat loops restarted after an unexpected error stopped them.",
+        registry=app.state.metrics.registry,
+    )
+    heartbeat = Heartbeat(registry, me, on_restart=restarts.inc)
     stop = asyncio.Event()
-    heartbeat = asyncio.create_task(registry.run_heartbeat(me, stop), name="discovery heartbeat")
+    task = asyncio.create_task(heartbeat.run(stop), name="discovery heartbeat")
+    app.state.readiness_checks["discovery registration"] = _registration_check(heartbeat, task)
     try:
         yield
     finally:
         stop.set()  # deregisters, so callers stop choosing this instance while the rest stops
-        await heartbeat
+        await task
+
+
+def _registration_check(heartbeat: Heartbeat, task: asyncio.Task[None]) -> ReadinessCheck:
+    async def check() -> None:
+        if task.done():  # ``run`` ends only when stopped or cancelled: either way it heartbeats no more
+            raise RuntimeError("the heartbeat task has ended")
+        problem = heartbeat.problem()
+        if problem:
+            raise RuntimeError(problem)
+
+    return check
 
 
 def _resolver(settings: ServiceSettings) -> Any:

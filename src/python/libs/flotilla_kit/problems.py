@@ -72,6 +72,10 @@ class MethodNotAllowed(Problem):
     status, type_name = 405, "method-not-allowed"
 
 
+class RequestTimeout(Problem):
+    status, type_name = 408, "request-timeout"
+
+
 class Conflict(Problem):
     status, type_name = 409, "conflict"
 

@@ -17,10 +17,11 @@ from litestar import Litestar
 from redis.exceptions import RedisError
 
 from flotilla_kit.app import Component
+from flotilla_kit.health import ReadinessCheck
 from flotilla_kit.settings import SettingsError
 from flotilla_streams.consumer import ConsumerOptions, Handlers, StreamConsumer
-from flotilla_streams.metrics import ConsumerMetrics
-from flotilla_streams.outbox import Outbox, OutboxMetrics, OutboxRelay
+from flotilla_streams.metrics import ConsumerMetrics, OutboxMetrics
+from flotilla_streams.outbox import Outbox, OutboxRelay
 from flotilla_streams.retention import RetentionPolicy, trim
 from flotilla_streams.stats import group_stats
 
@@ -80,7 +81,9 @@ def messaging(
             checks[f"consumer {consumer.group}"] = _consumer_check(consumer)
         tasks = [asyncio.create_task(c.run(), name=f"consumer {c.group}") for c in running]
         if relay:
-            tasks.append(asyncio.create_task(relay.run(), name="outbox relay"))
+            relay_task = asyncio.create_task(relay.run(), name="outbox relay")
+            tasks.append(relay_task)
+            checks["outbox relay"] = _relay_check(relay, relay_task)
         background = [
             asyncio.create_task(_every(stats_interval_seconds, _update_stats, client, running, consumer_metrics)),
         ]
@@ -109,13 +112,25 @@ def messaging(
     return component
 
 
-def _consumer_check(consumer: StreamConsumer) -> Any:
+def _consumer_check(consumer: StreamConsumer) -> ReadinessCheck:
     async def check() -> None:
         # Down (Redis unreachable, or restarting after an unexpected error), even before it first started.
         if consumer.last_error:
             raise RuntimeError(consumer.last_error)
         if not consumer.ready.is_set():
             raise RuntimeError("not started yet")
+
+    return check
+
+
+def _relay_check(relay: OutboxRelay, task: asyncio.Task[None]) -> ReadinessCheck:
+    async def check() -> None:
+        # Same rule as a consumer's: down from a failed pass (Redis or the database unreachable) or
+        # while restarting after an unexpected error, until a pass succeeds again.
+        if task.done():  # ``run`` ends only when stopped or cancelled: either way nothing is relayed
+            raise RuntimeError("the relay task has ended")
+        if relay.last_error:
+            raise RuntimeError(relay.last_error)
 
     return check
 

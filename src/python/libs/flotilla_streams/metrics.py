@@ -1,4 +1,4 @@
-"""Prometheus metrics of consumer groups and streams, in the service's registry."""
+"""Prometheus metrics of consumer groups, streams and the outbox relay, in the service's registry."""
 
 from __future__ import annotations
 
@@ -35,3 +35,19 @@ class ConsumerMetrics:
         self.lag = gauge("lag", "Entries in the stream not yet delivered to the group.")
         self.length = gauge("length", "Entries in the stream.")
         self.dlq_length = gauge("dlq_length", "Entries in the stream's dead-letter stream.")
+
+
+class OutboxMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.relayed = Counter("flotilla_outbox_relayed_total", "Outbox events relayed to Redis.", registry=registry)
+        self.failures = Counter(
+            "flotilla_outbox_relay_failures_total", "Relay batches that failed (Redis or database).", registry=registry
+        )
+        self.restarts = Counter(
+            "flotilla_outbox_relay_restarts_total",
+            "Relay loops restarted after an unexpected error stopped them.",
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "flotilla_outbox_backlog", "Unsent outbox events seen by the last relay pass.", registry=registry
+        )

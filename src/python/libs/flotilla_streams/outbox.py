@@ -5,7 +5,9 @@ the change does. ``OutboxRelay`` forwards unsent rows in id order with pipelined
 sent in the same database transaction; it wakes when a transaction that added events commits, and
 polls too (for rows added by other processes). When Redis is down it backs off and catches up
 later: an event is delayed, never lost. A crash between XADD and the commit re-sends a batch;
-consumers' inboxes make that harmless.
+consumers' inboxes make that harmless. Any other error (a bug, a row it cannot send) stops the
+relay's loop only: it is logged with its traceback, counted, and the loop restarts after a backoff;
+``last_error`` says why the relay is not relaying meanwhile (the service's readiness check).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flotilla_contracts.events import Event
 from flotilla_kit.db import Database
 from flotilla_streams.envelope import Envelope, encode, wrap
+from flotilla_streams.metrics import OutboxMetrics
 from flotilla_streams.publisher import publish_encoded
 from flotilla_streams.schema import outbox
-from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["Outbox", "OutboxMetrics", "OutboxRelay"]  # OutboxMetrics lives in metrics, imported here too
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +71,6 @@ class Outbox:
         return envelopes
 
 
-class OutboxMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.relayed = Counter("flotilla_outbox_relayed_total", "Outbox events relayed to Redis.", registry=registry)
-        self.failures = Counter(
-            "flotilla_outbox_relay_failures_total", "Relay batches that failed (Redis or database).", registry=registry
-        )
-        self.backlog = Gauge(
-            "flotilla_outbox_backlog", "Unsent outbox events seen by the last relay pass.", registry=registry
-        )
-
-
 class OutboxRelay:
     """Forwards outbox rows to Redis; run one per process (``run`` until ``stop``)."""
 
@@ -90,6 +83,8 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         max_backoff: float = 5.0,
+        restart_backoff: float = 0.1,  # after an unexpected error; doubles per failed restart
+        max_restart_backoff: float = 30.0,
         keep_sent_for: timedelta = timedelta(hours=1),
         metrics: OutboxMetrics | None = None,
     ) -> None:
@@ -99,19 +94,48 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        self.restart_backoff = restart_backoff
+        self.max_restart_backoff = max_restart_backoff
         self.keep_sent_for = keep_sent_for
         self.metrics = metrics
         self._stopping = asyncio.Event()
-        self.healthy = True
+        self._restarts = 0  # since the loop last relayed successfully
+        # Why the relay is not relaying right now (Redis or the database failing, or a restart after
+        # an unexpected error); None while it relays.
+        self.last_error: str | None = None
         # Set while the relay has sent everything it found and waits for a commit or its poll.
         self.idle = asyncio.Event()
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed pass until one succeeds again; ``last_error`` says why."""
+        return self.last_error is None
 
     def stop(self) -> None:
         self._stopping.set()
         self.outbox._wake.set()
 
     async def run(self) -> None:
-        """Relay until stopped; on stop, a last pass flushes what is committed by then."""
+        """Relay until stopped; never ends on an error. On stop, a last pass flushes what is committed.
+
+        An unexpected error ends the loop at hand only: it is logged and counted, and the loop starts
+        again after a backoff; ``last_error`` holds it until the restarted loop has relayed a pass.
+        """
+        while not self._stopping.is_set():
+            try:
+                await self._relay_until_stopped()
+            except Exception as exc:  # anything: a relay that stops relaying must not stay silent
+                self._restarts += 1
+                self.last_error = f"stopped by {type(exc).__name__}: {exc}; restarting"
+                base = self.restart_backoff * 2 ** (self._restarts - 1)
+                delay = min(base, self.max_restart_backoff) * random.uniform(0.5, 1.0)
+                log.error("outbox relay stopped by an unexpected error, restarting in %.2fs", delay, exc_info=exc)
+                if self.metrics:
+                    self.metrics.restarts.inc()
+                await self._sleep(delay)
+        await self._flush()
+
+    async def _relay_until_stopped(self) -> None:
         failures = 0
         last_purge = 0.0
         loop = asyncio.get_running_loop()
@@ -122,13 +146,14 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 failures = 0
-                self.healthy = True
+                self._restarts = 0
+                self.last_error = None
                 if loop.time() - last_purge > 60:
                     await self.purge_sent()
                     last_purge = loop.time()
             except (RedisError, SQLAlchemyError, OSError) as exc:
                 failures += 1
-                self.healthy = False
+                self.last_error = f"cannot relay: {type(exc).__name__}: {exc}"
                 if self.metrics:
                     self.metrics.failures.inc()
                 delay = min(self.max_backoff, 0.1 * 2**failures) * random.uniform(0.5, 1.0)
@@ -137,11 +162,15 @@ class OutboxRelay:
                 continue
             if sent < self.batch_size:
                 await self._wait_for_work()
+
+    async def _flush(self) -> None:
         try:
             while await self.relay_once() == self.batch_size:
                 pass
         except (RedisError, SQLAlchemyError, OSError) as exc:
             log.warning("outbox not flushed on stop (events stay queued for the next start): %s", exc)
+        except Exception as exc:  # stopping anyway: say why, once, and let the shutdown go on
+            log.error("outbox not flushed on stop (events stay queued for the next start)", exc_info=exc)
 
     async def relay_once(self) -> int:
         """Forward one batch; returns how many events were sent."""

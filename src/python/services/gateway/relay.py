@@ -35,9 +35,9 @@ from litestar.types import (
 )
 from litestar.types.asgi_types import RawHeaders
 
-from flotilla_http.errors import InvalidRequest, UpstreamError
+from flotilla_http.errors import InvalidRequest, RequestBodyTimeout, UpstreamError
 from flotilla_kit.middleware import IncompleteRequestBody
-from flotilla_kit.problems import BadRequest, ContentTooLarge, Problem, ServiceUnavailable, send_problem
+from flotilla_kit.problems import BadRequest, ContentTooLarge, Problem, RequestTimeout, ServiceUnavailable, send_problem
 from gateway import routes as routing
 from gateway.core import Admission, Gateway, upstream_problem
 from gateway.domain import public_problem, request_headers_upstream, response_headers_downstream
@@ -232,6 +232,9 @@ def problem_of(exc: Exception, scope: HTTPScope) -> Problem:
         return exc
     if isinstance(exc, UpstreamError):
         return upstream_problem(exc)
+    if isinstance(exc, RequestBodyTimeout):
+        # The caller's body did not come in time: its fault (408), not the upstream's (504).
+        return RequestTimeout("the request body did not arrive in time")
     if isinstance(exc, InvalidRequest):
         # The caller's request cannot be written upstream as it is (a path with controls or raw
         # non-ASCII bytes, a header name that is not a token): nothing was sent, and the client's

@@ -6,8 +6,8 @@ import pytest
 from redis.exceptions import ConnectionError
 
 from flotilla_discovery.instance import Instance
-from flotilla_discovery.redis_store import service_keys
-from flotilla_discovery.registry import RedisRegistry
+from flotilla_discovery.redis_store import RedisStore, service_keys
+from flotilla_discovery.registry import Heartbeat, RedisRegistry
 from flotilla_kit.testing.waiting import eventually
 
 
@@ -193,6 +193,53 @@ async def test_run_heartbeat_rides_out_a_redis_restart_and_registers_again(own_r
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     assert await ids(registry) == []
+
+
+async def test_run_heartbeat_restarts_after_an_unexpected_error_and_registers_again(client, monkeypatch, caplog):
+    caplog.set_level(logging.ERROR, logger="flotilla_discovery.registry")
+    registry = RedisRegistry(client, ttl_seconds=0.6)
+    write = RedisStore.write
+    bug = {"present": True}
+
+    async def write_with_a_bug(self, *args, **kwargs):
+        if bug["present"]:
+            raise ValueError("a bug in the heartbeat")
+        return await write(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisStore, "write", write_with_a_bug)
+    stop = asyncio.Event()
+    task = asyncio.create_task(registry.run_heartbeat(catalog("a"), stop))
+
+    async def restarted_twice() -> bool:
+        return caplog.text.count("stopped by an unexpected error, restarting") >= 2
+
+    await eventually(restarted_twice, timeout=10, what="two restarts, each logged")
+    assert "ValueError: a bug in the heartbeat" in caplog.text  # with its traceback
+    bug["present"] = False
+
+    async def registered() -> bool:
+        return await ids(registry) == ["a"]
+
+    await eventually(registered, timeout=10, what="registration once the error went away")
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert await ids(registry) == []
+
+
+async def test_a_heartbeat_says_why_its_instance_cannot_be_found(client, unreachable_client):
+    never = Heartbeat(RedisRegistry(unreachable_client, ttl_seconds=0.3), catalog("never"))
+    live = Heartbeat(RedisRegistry(client, ttl_seconds=30), catalog("live"))
+    assert never.problem() == "not registered yet"
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(heartbeat.run(stop)) for heartbeat in (never, live)]
+
+    async def settled() -> bool:
+        return live.problem() is None and "ConnectionError" in (never.problem() or "")
+
+    await eventually(settled, timeout=10, what="one registered, one failing")
+    assert never.problem().startswith("not registered yet: ")
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
 
 
 async def test_service_names_that_would_break_the_key_layout_are_refused(client):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from aiohttp import web
 
 from flotilla_discovery.balancer import Balancer
@@ -21,6 +22,18 @@ from flotilla_kit.testing.processes import serve_asgi
 
 # The source root holding flotilla_http: `python -m granian` imports the app from there by name.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+BOTH_LOOPS = pytest.mark.asyncio(loop_factories=["asyncio", "uvloop"])
+"""Run a test on asyncio's loop and on uvloop's (which production runs: flotilla_kit.server)."""
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Tests marked BOTH_LOOPS run on both loops; the others on asyncio's alone."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and "loop_factories" in marker.kwargs:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from flotilla_http import InvalidHeader, InvalidRequest
+from flotilla_http.client import _headers
 
 # A `sub` claim a gateway relays as x-caller-id: the CR LF would end the request and start another.
 SMUGGLING = (
@@ -97,3 +98,46 @@ async def test_safe_headers_pass_as_given_values_with_tabs_and_obs_text_included
 
     received = upstream.headers[0]  # names lowercased by the client; obs-text decoded by aiohttp its way
     assert received["x-odd_!#$%&'*+.^`|~"].startswith("a\tb ") and received["x-empty"] == ""
+
+
+@pytest.mark.parametrize("control", [b"\x01", b"\x08", b"\x0b", b"\x0c", b"\x1b", b"\x1f", b"\x7f"])
+async def test_a_header_value_with_any_control_but_htab_is_refused(make_client, upstreams, control):
+    upstream = await upstreams()
+    client = await make_client({"catalog": [upstream.url]})
+
+    with pytest.raises(InvalidHeader, match="control character"):
+        await client.request("catalog", "GET", "/status", headers=[(b"x-a", b"a" + control + b"b")])
+
+    assert sum(upstream.hits.values()) == 0
+
+
+@pytest.mark.parametrize("pair", [(b"x-a", "v"), ("x-a", b"v")], ids=["bytes name", "bytes value"])
+async def test_a_header_pair_of_bytes_and_str_is_refused(make_client, upstreams, pair):
+    upstream = await upstreams()
+    client = await make_client({"catalog": [upstream.url]})
+
+    # Before: the bytes half went out as its repr ("b'x-a'").
+    with pytest.raises(TypeError, match="both as bytes or both as str"):
+        await client.request("catalog", "GET", "/status", headers=[pair])
+
+    assert sum(upstream.hits.values()) == 0
+
+
+async def test_a_callers_expect_header_is_not_relayed(make_client, upstreams):
+    # The transport never waits for 100 Continue: relayed, Expect would promise what it never does.
+    upstream = await upstreams()
+    client = await make_client({"catalog": [upstream.url]})
+
+    answer = await client.request("catalog", "POST", "/status", headers={"expect": "100-continue"}, content=b"x")
+
+    assert answer.status == 200 and "expect" not in {name.lower() for name in upstream.headers[0]}
+
+
+def test_names_in_use_are_memoised_again_after_callers_invented_many():
+    checked: dict[bytes, bytes] = {}
+    _headers([(b"x-invented-%d" % index, b"v") for index in range(2000)], checked)
+
+    _headers([(b"Accept", b"*/*")], checked)
+
+    # Before: the memo stopped taking names once full, so every name was matched by regex for good.
+    assert checked.get(b"Accept") == b"accept"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from flotilla_http.h1 import ConnectionBroken
+from flotilla_http.h1 import ConnectionBroken, MalformedAnswer
 from flotilla_http.pool import ConnectFailed, ConnectionPool, Origin
+from flotilla_http.tests.conftest import BOTH_LOOPS
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.waiting import eventually
 
@@ -257,11 +260,21 @@ async def test_an_answer_followed_by_a_second_one_gives_the_first_and_costs_the_
 
 
 async def test_bytes_after_a_whole_answer_close_the_connection_even_in_a_later_read(raw_upstream, make_pool):
-    upstream = await raw_upstream(fixed(OK, EVIL))
+    answer_read = asyncio.Event()
+
+    async def answer_then_more(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK)
+        await writer.drain()
+        await answer_read.wait()  # the client has the whole answer: what follows comes in a later read
+        writer.write(EVIL)
+        await writer.drain()
+
+    upstream = await raw_upstream(answer_then_more)
     pool = make_pool()
     answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
-    await eventually(upstream_closed(upstream), what="the client closing the connection")
     assert (answer.status, await answer.read()) == (200, b"ok")
+    answer_read.set()
+    await eventually(upstream_closed(upstream), what="the client closing the connection")
     answer.release()
     assert pool.open_connections == 0
 
@@ -286,8 +299,9 @@ def header_lines(count: int, value_size: int) -> bytes:
         (b"HTTP/1.1 200 " + b"r" * 8191 + b"\r\n", "status line.s reason is longer than 8190 bytes"),
         (b"HTTP/1.1 200 OK\r\n" + header_lines(129, 1), "more than 128 header fields"),
         (b"HTTP/1.1 200 OK\r\n" + header_lines(100_000, 1), "more than 128 header fields"),
+        (b"HTTP/1.1 200 OK\r\n" + header_lines(9, 8000), "the head .* is longer than 65536 bytes"),
     ],
-    ids=["long value", "long name", "8 MiB value", "long reason", "129 fields", "100000 fields"],
+    ids=["long value", "long name", "8 MiB value", "long reason", "129 fields", "100000 fields", "72 KB head"],
 )
 async def test_an_answer_head_over_the_limits_is_refused_and_costs_the_connection(
     raw_upstream, make_pool, head, refusal
@@ -300,8 +314,11 @@ async def test_an_answer_head_over_the_limits_is_refused_and_costs_the_connectio
 
 
 async def test_an_answer_head_at_the_limits_is_taken(raw_upstream, make_pool):
-    # 128 fields, each value 8190 bytes (one of them the content-length): about 1 MiB of head.
-    head = b"HTTP/1.1 200 " + b"r" * 8190 + b"\r\n" + header_lines(127, 8190)
+    # A reason and values of 8190 bytes, 128 fields (one of them the content-length), and 64 KiB
+    # in all, as MAX_HEAD_SIZE counts: each field's name and value, and 4 bytes for ": " and CRLF.
+    fields = header_lines(6, 8190) + b"".join(b"x-%03d: v\r\n" % index for index in range(120))
+    pad = 65536 - (8190 + 6 * (3 + 8190 + 4) + 120 * (5 + 1 + 4) + (14 + 1 + 4) + (5 + 4))
+    head = b"HTTP/1.1 200 " + b"r" * 8190 + b"\r\n" + fields + b"x-pad: " + b"p" * pad + b"\r\n"
     upstream = await raw_upstream(fixed(head + b"content-length: 2\r\n\r\nok"))
     pool = make_pool()
     answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
@@ -320,3 +337,137 @@ async def test_switching_protocols_fails_the_exchange_cleanly(raw_upstream, make
         await get(pool, upstream.origin)
     assert pool.open_connections == 0
     assert loop_errors == []  # nothing escaped from data_received
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"".join(parts)
+
+
+async def endless(prefix: bytes, writer: asyncio.StreamWriter) -> None:
+    """Write ``prefix``, then the same line forever: nothing ever ends it."""
+    writer.write(prefix)
+    piece = b"a" * 65536
+    while not writer.is_closing():
+        writer.write(piece)
+        await writer.drain()
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        chunked(b"2\r\nok\r\n0\r\nx-trailer: "),
+        chunked(b"2\r\nok\r\n0\r\n"),
+        chunked(b"2;ext="),
+        b"HTTP/1.1 200 OK\r\nx-value: ",
+    ],
+    ids=["a trailer's value", "a trailer's name", "a chunk extension", "a header's value"],
+)
+async def test_a_line_that_never_ends_is_refused_before_it_fills_memory(raw_upstream, make_pool, prefix):
+    # Before: an unended trailer (or chunk extension) line grew in llhttp's buffer without bound.
+    upstream = await raw_upstream(lambda head, writer: endless(prefix, writer))
+    pool = make_pool()
+    with pytest.raises(MalformedAnswer, match="a line is longer than"):
+        async with asyncio.timeout(30):  # a guard, not the assertion: before, the read never ended
+            await get(pool, upstream.origin)
+    assert pool.open_connections == 0
+
+
+async def test_trailers_over_the_head_budget_are_refused(raw_upstream, make_pool):
+    upstream = await raw_upstream(fixed(chunked(b"2\r\nok\r\n0\r\n", header_lines(9, 8000), b"\r\n")))
+    pool = make_pool()
+    answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
+    with pytest.raises(MalformedAnswer, match="trailers.* longer than 65536 bytes"):
+        await answer.read()
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [CONTINUE + CONTINUE + OK],
+        [CONTINUE + b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + CONTINUE + OK],
+        [CONTINUE * 10 + OK],
+        [CONTINUE + CONTINUE[:-2], b"\r\n" + CONTINUE + OK[:5], OK[5:]],
+        [CONTINUE[:-1], b"\n" + CONTINUE, OK],
+    ],
+    ids=["two in one read", "three kinds", "ten", "across reads", "blank line across reads"],
+)
+async def test_informational_answers_in_one_read_or_across_reads_are_skipped(raw_upstream, make_pool, reads):
+    # Before: a second 1xx in the same read was refused as "on_message_complete callback error".
+    upstream = await raw_upstream(fixed(*reads))
+    pool = make_pool()
+    assert await get(pool, upstream.origin) == (200, b"ok")
+    assert await get(pool, upstream.origin) == (200, b"ok")
+    assert upstream.connections == 1
+
+
+async def test_more_than_ten_informational_answers_are_refused(raw_upstream, make_pool):
+    upstream = await raw_upstream(fixed(CONTINUE * 11 + OK))
+    pool = make_pool()
+    with pytest.raises(MalformedAnswer, match="more than 10 informational"):
+        await get(pool, upstream.origin)
+
+
+async def test_header_values_lose_their_trailing_whitespace(raw_upstream, make_pool):
+    upstream = await raw_upstream(fixed(b"HTTP/1.1 200 OK\r\nx-a: v \t \r\nx-b: \t\r\ncontent-length: 2\r\n\r\nok"))
+    pool = make_pool()
+    answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
+    assert answer.headers == [(b"x-a", b"v"), (b"x-b", b""), (b"content-length", b"2")]
+    answer.release()
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close the connection with a reset (RST), not a FIN."""
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@BOTH_LOOPS
+async def test_a_body_read_until_close_cut_by_a_reset_is_not_whole(raw_upstream, make_pool):
+    # Before: after the transport consumed the reset, recv gave b"" and the cut body was taken whole.
+    first_part_read = asyncio.Event()
+
+    async def answer_then_reset(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nokok")
+        await writer.drain()
+        await first_part_read.wait()
+        writer.write(b"MORE")
+        await writer.drain()
+        reset(writer)
+
+    upstream = await raw_upstream(answer_then_reset)
+    pool = make_pool()
+    answer = await pool.request(upstream.origin, b"GET", b"/x", [], None)
+    assert await answer.read_chunk() == b"okok"
+    first_part_read.set()
+    with pytest.raises(ConnectionBroken, match="before the answer was whole"):
+        await answer.read()
+    answer.release()
+    assert pool.open_connections == 0
+
+
+@BOTH_LOOPS
+async def test_an_early_answer_is_seen_while_the_caller_is_slow_to_give_the_next_chunk(raw_upstream, make_pool):
+    # Before: the answer was looked at only once the caller's next chunk came: never, here.
+    refused = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    upstream = await raw_upstream(fixed(refused))
+    pool = make_pool()
+    never = asyncio.Event()
+    source_closed = asyncio.Event()
+
+    async def stalling_body() -> AsyncIterator[bytes]:
+        try:
+            yield b"x" * 100
+            await never.wait()  # the caller's own client sends nothing more
+            yield b"never sent"
+        finally:
+            source_closed.set()
+
+    async with asyncio.timeout(30):  # a guard, not the assertion: before, this waited forever
+        answer = await pool.request(upstream.origin, b"POST", b"/x", [], stalling_body())
+        assert (answer.status, await answer.read()) == (413, b"")
+        answer.release()
+        await source_closed.wait()  # the wait on the source was cancelled, not left behind
+    assert pool.open_connections == 0

@@ -4,6 +4,7 @@ import pytest
 import redis.asyncio as redis
 from litestar.testing import TestClient
 
+from flotilla_discovery.redis_store import RedisStore
 from flotilla_discovery.registry import RedisRegistry
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_kit.app import create_service_app
@@ -41,6 +42,91 @@ async def test_a_service_is_registered_while_it_runs(tmp_path, redis_url):
 
 async def _equals(awaitable, expected) -> bool:
     return await awaitable == expected
+
+
+async def test_a_heartbeat_stopped_by_an_unexpected_error_is_not_ready_restarts_and_registers_again(
+    tmp_path, redis_url, monkeypatch
+):
+    settings = _settings(
+        tmp_path,
+        discovery="redis",
+        redis_url=redis_url,
+        instance_id="catalog-bug",
+        public_url="http://10.0.0.6:8123",
+        discovery_ttl_seconds=0.6,
+    )
+    write = RedisStore.write
+    bug = {"present": False}
+
+    async def write_with_a_bug(self, *args, **kwargs):
+        # Not a Redis or OS error: nothing in the heartbeat expects it.
+        if bug["present"]:
+            raise ValueError("a bug in the heartbeat")
+        return await write(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedisStore, "write", write_with_a_bug)
+    observer = redis.Redis.from_url(redis_url)
+    registry = RedisRegistry(observer)
+    with TestClient(create_service_app(settings, version="1", route_handlers=[])) as http:
+        await eventually(lambda: _ready(http), what="ready")
+        bug["present"] = True
+        await eventually(
+            lambda: _not_ready_because(http, "discovery registration: failed", "ValueError: a bug in the heartbeat"),
+            what="readiness failing while the heartbeat is down",
+        )
+        restarts = "flotilla_discovery_heartbeat_restarts_total"
+        await eventually(lambda: _counted_at_least(http, restarts, 2), what="restarts counted, with backoff")
+        assert http.get("/healthz").status_code == 200
+
+        bug["present"] = False
+        await eventually(lambda: _ready(http), what="ready again once the heartbeat runs")
+        assert "catalog-bug" in [i.instance_id for i in await registry.instances("catalog")]
+    await observer.aclose()
+
+
+async def test_readiness_fails_once_the_registration_expires_and_recovers_when_it_registers_again(tmp_path):
+    server = start_redis()  # its own: the test stops it
+    try:
+        settings = _settings(
+            tmp_path,
+            discovery="redis",
+            redis_url=server.url,
+            instance_id="catalog-c",
+            public_url="http://10.0.0.7:8123",
+            discovery_ttl_seconds=0.6,
+        )
+        with TestClient(create_service_app(settings, version="1", route_handlers=[])) as http:
+            await eventually(lambda: _ready(http), what="ready")
+            server.stop()  # heartbeats fail; past the TTL no caller finds this instance any more
+            await eventually(
+                lambda: _not_ready_because(http, "discovery registration: failed", "expired"),
+                what="readiness failing once the registration expired",
+            )
+            # Same port, no persistence: the restarted Redis knows nothing, so being ready again
+            # needs a re-registration.
+            server.start()
+            await eventually(lambda: _ready(http), what="ready again after re-registering")
+            observer = redis.Redis.from_url(server.url)
+            assert "catalog-c" in [i.instance_id for i in await RedisRegistry(observer).instances("catalog")]
+            await observer.aclose()
+    finally:
+        server.close()
+
+
+async def _ready(http) -> bool:
+    return http.get("/readyz").status_code == 200
+
+
+async def _not_ready_because(http, *parts: str) -> bool:
+    answer = http.get("/readyz")
+    return answer.status_code == 503 and all(part in answer.json()["detail"] for part in parts)
+
+
+async def _counted_at_least(http, sample: str, n: float) -> bool:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1]) >= n
+    return False
 
 
 def test_static_mode_gives_the_app_a_resolver(tmp_path):

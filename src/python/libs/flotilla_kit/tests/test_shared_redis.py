@@ -21,7 +21,11 @@ async def test_a_service_with_redis_gets_one_client_that_discovery_uses_and_shut
         settings = _settings(tmp_path, redis_url=server.url, discovery="redis", instance_id="c-1")
         with TestClient(create_service_app(settings, version="1", route_handlers=[])) as http:
             assert http.app.state.resolver._client is http.app.state.redis
-            assert http.get("/readyz").status_code == 200
+
+            async def ready() -> bool:  # once its first registration is written
+                return http.get("/readyz").status_code == 200
+
+            await eventually(ready, what="the service ready")
             assert len(await observer.client_list()) > 1
         await eventually(lambda: _connections_are(observer, 1), what="the service's connections closed")
     finally:

@@ -24,7 +24,7 @@ from flotilla_streams.component import ConsumerSpec, messaging
 from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers
 from flotilla_streams.dlq import list_entries
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
-from flotilla_streams.outbox import Outbox
+from flotilla_streams.outbox import Outbox, OutboxRelay
 from flotilla_streams.publisher import Publisher
 from flotilla_streams.retention import RetentionPolicy
 from flotilla_streams.schema import create_messaging_tables
@@ -92,7 +92,12 @@ async def test_a_service_consumes_publishes_through_its_outbox_and_reports_it(tm
     app = _app(tmp_path, redis_server.url)
     with TestClient(app) as http:
         await eventually(lambda: _ready(http), what="ready")
-        assert http.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok", "consumer shop": "ok"}
+        assert http.get("/readyz").json()["checks"] == {
+            "database": "ok",
+            "redis": "ok",
+            "consumer shop": "ok",
+            "outbox relay": "ok",
+        }
         assert http.post("/products").status_code == 201
         placed = await Publisher(client, source="orders").publish(STREAM, order(1))
         await Publisher(client, source="orders").publish(STREAM, msgspec_replace_customer(order(2), "poison"))
@@ -163,6 +168,61 @@ async def _counted_at_least(http, sample: str, n: float) -> bool:
         if line.startswith(sample + " "):
             return float(line.split()[-1]) >= n
     return False
+
+
+async def test_an_outbox_relay_stopped_by_an_unexpected_error_is_not_ready_restarts_and_recovers(
+    tmp_path, redis_server, client, monkeypatch
+):
+    app = _app(tmp_path, redis_server.url)
+    relay_once = OutboxRelay.relay_once
+    bug = {"present": True}
+
+    async def relay_once_with_a_bug(self):
+        # Not a Redis, database or OS error: nothing in the relay expects it.
+        if bug["present"]:
+            raise ValueError("a bug in the relay")
+        return await relay_once(self)
+
+    with TestClient(app) as http:
+        await eventually(lambda: _ready(http), what="ready")
+        monkeypatch.setattr(OutboxRelay, "relay_once", relay_once_with_a_bug)
+        assert http.post("/products").status_code == 201  # its commit wakes the relay
+        await eventually(
+            lambda: _not_ready_because(http, "outbox relay: failed", "ValueError: a bug in the relay"),
+            what="readiness failing while the relay is down",
+        )
+        restarts = "flotilla_outbox_relay_restarts_total"
+        await eventually(lambda: _counted_at_least(http, restarts, 2), what="restarts counted, with backoff")
+        assert http.get("/healthz").status_code == 200
+
+        bug["present"] = False
+        await eventually(lambda: _ready(http), what="ready again once the relay runs")
+        await eventually(lambda: _length(client, PRODUCTS, 1), what="the event relayed after the restart")
+
+
+async def test_an_outbox_relay_that_cannot_write_to_redis_is_not_ready_until_it_relays_again(
+    tmp_path, redis_server, client
+):
+    app = _app(tmp_path, redis_server.url)
+    with TestClient(app) as http:
+        await eventually(lambda: _ready(http), what="ready")
+        # Redis answers pings, but every batch for this stream fails (WRONGTYPE): nothing is relayed.
+        await client.set(PRODUCTS, "not a stream")
+        assert http.post("/products").status_code == 201
+        await eventually(
+            lambda: _not_ready_because(http, "outbox relay: failed", "WRONGTYPE"),
+            what="readiness failing while the relay cannot relay",
+        )
+        assert "redis: failed" not in http.get("/readyz").json()["detail"]
+
+        await client.delete(PRODUCTS)
+        await eventually(lambda: _ready(http), what="ready again once the relay relays")
+        await eventually(lambda: _length(client, PRODUCTS, 1), what="the event relayed after all")
+
+
+async def _not_ready_because(http, *parts: str) -> bool:
+    answer = http.get("/readyz")
+    return answer.status_code == 503 and all(part in answer.json()["detail"] for part in parts)
 
 
 async def test_discovery_and_messaging_of_a_service_share_one_redis_pool(tmp_path):

@@ -2,7 +2,7 @@
 
 import logging
 
-from flotilla_http.errors import InvalidHeader, InvalidRequest, UpstreamConnectError
+from flotilla_http.errors import InvalidHeader, InvalidRequest, RequestBodyTimeout, UpstreamConnectError
 from gateway.relay import problem_of
 
 SCOPE = {"type": "http", "method": "GET", "path": "/api/catalog/products", "headers": []}
@@ -25,3 +25,8 @@ def test_any_other_value_error_is_a_500_logged_with_its_traceback_not_the_caller
 
 def test_an_upstream_failure_keeps_its_status():
     assert problem_of(UpstreamConnectError("catalog", "cannot connect"), SCOPE).status == 503
+
+
+def test_a_caller_body_too_slow_is_a_408_not_an_upstream_timeout():
+    problem = problem_of(RequestBodyTimeout("catalog", "the request body did not arrive in time"), SCOPE)
+    assert (problem.status, problem.type_name) == (408, "request-timeout")
