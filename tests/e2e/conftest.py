@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -93,9 +94,9 @@ class Shop:
         return self.gateway.base_url
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory) -> Iterator[Shop]:
-    directory = tmp_path_factory.mktemp("shop")
+@contextlib.contextmanager
+def running_shop(directory: Path, **gateway_env: str) -> Iterator[Shop]:
+    """Redis, two catalogs and a gateway (its settings plus ``gateway_env``), stopped on leaving."""
     redis_server = start_redis()
     key = ed25519.Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -116,6 +117,7 @@ def shop(tmp_path_factory) -> Iterator[Shop]:
             "RATE_LIMITS": "default=1000/1,burst=1000;tight=10/60,burst=10",
             "MAX_REQUEST_BODY_BYTES": "100000",
             "INTERNAL_PORT": str(internal_port),
+            **gateway_env,
         }
         shop.gateway = ServiceProcess(
             [sys.executable, "-m", "gateway", "serve", "--port", str(port)], port=port, env=env
@@ -127,3 +129,9 @@ def shop(tmp_path_factory) -> Iterator[Shop]:
             if process is not None:
                 process.stop()
         redis_server.close()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Iterator[Shop]:
+    with running_shop(tmp_path_factory.mktemp("shop")) as shop:
+        yield shop

@@ -14,18 +14,12 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from e2e.conftest import ROUTES, Shop, _env
+from e2e.conftest import Shop, running_shop
 
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
-from flotilla_kit.testing.redis import start_redis
 from flotilla_kit.testing.waiting import eventually
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -39,37 +33,9 @@ RECOVERY_TIMEOUT_SECONDS = 20.0
 @pytest.fixture(scope="module")
 def recovering_shop(tmp_path_factory) -> Iterator[Shop]:
     """Two catalogs behind a gateway whose circuit-open and ejection windows outlast the test."""
-    directory = tmp_path_factory.mktemp("recovering-shop")
-    redis_server = start_redis()
-    key = ed25519.Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    (directory / "public.pem").write_bytes(public)
-    (directory / "routes.toml").write_text(ROUTES)
-    shop = Shop(directory, redis_server.url, key)
-    try:
-        shop.start_catalog("catalog-a")
-        shop.start_catalog("catalog-b")
-        port = free_port()
-        env = {
-            **_env(),
-            "DISCOVERY": "redis",
-            "REDIS_URL": redis_server.url,
-            "JWT_PUBLIC_KEY_FILE": str(directory / "public.pem"),
-            "ROUTES_FILE": str(directory / "routes.toml"),
-            "RATE_LIMITS": "default=1000/1,burst=1000;tight=10/60,burst=10",
-            "BREAKER_OPEN_SECONDS": str(WINDOW_SECONDS),
-            "EJECTION_SECONDS": str(WINDOW_SECONDS),
-        }
-        shop.gateway = ServiceProcess(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(port)], port=port, env=env
-        )
-        shop.gateway.wait_ready(timeout=60)
+    windows = {"BREAKER_OPEN_SECONDS": str(WINDOW_SECONDS), "EJECTION_SECONDS": str(WINDOW_SECONDS)}
+    with running_shop(tmp_path_factory.mktemp("recovering-shop"), **windows) as shop:
         yield shop
-    finally:
-        for process in [shop.gateway, *shop.catalogs.values()]:
-            if process is not None:
-                process.stop()
-        redis_server.close()
 
 
 def _poll(condition, *, timeout: float, interval: float, what: str) -> None:
