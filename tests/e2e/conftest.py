@@ -36,6 +36,7 @@ upstream_prefix = "/products"
 methods = ["POST", "PATCH"]
 auth = "role:admin"
 rate_limit = "default"
+timeout = 3.0
 
 [[routes]]
 prefix = "/api/limited"

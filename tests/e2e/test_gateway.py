@@ -403,3 +403,22 @@ def test_bodies_cut_short_through_the_gateway_are_the_callers_fault_alone(shop):
         # Answered after the cut-short requests: what a process logs about them is in by now.
         assert httpx.get(f"{process.base_url}/healthz").status_code == 200
         _assert_no_error_logged(process.output()[since:], process.base_url)
+
+
+def test_a_small_body_trickling_in_is_answered_408_within_the_routes_timeout(shop):
+    """A caller that announces a small body and sends only part of it must not hold the gateway (a
+    task, an upstream slot) for as long as it likes: the route's timeout (3 s here) bounds the wait.
+    Before, no answer ever came while the caller kept the connection open."""
+    headers = {"authorization": f"Bearer {shop.token('admin')}", "content-type": "application/json"}
+    body = b'{"sku": "TRICKLE-1", "name": "Trickle", "price": {"amount": 1, "currency": "EUR"}}'
+    answer = send_raw(
+        shop.url,
+        "POST /api/catalog/products HTTP/1.1",
+        headers={**headers, "content-length": str(len(body))},
+        body=body[:10],  # the rest never comes; the socket waits up to 30 s for an answer
+    )
+    assert answer.status == 408, answer
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert json.loads(answer.body)["detail"] == "the request body did not arrive within 3s"
+    with httpx.Client(base_url=shop.url, timeout=30) as http:
+        assert http.get("/api/catalog/products/by-sku/TRICKLE-1").status_code == 404  # nothing was created

@@ -240,6 +240,7 @@ class _Call(Generic[A]):
         self.deadline = deadline
         self.idempotent = idempotent
         self.stream_body = body
+        self.caller_failed = False  # the caller's body source raised: its fault, not the upstream's
 
     def may_resend(self) -> bool:
         """Whether a request that may have reached the upstream can be sent again."""
@@ -456,6 +457,12 @@ class HttpClient:
         except RequestBodyTimeout:
             outcome = "caller_error"
             raise
+        except Exception:
+            # The caller's own body source failing (its client gone, its body over a limit) is
+            # re-raised as it is: the metric still says whose fault it was.
+            if call.caller_failed:
+                outcome = "caller_error"
+            raise
         else:
             outcome = "ok" if answer.status < 400 else "client_error" if answer.status < 500 else "server_error"
             return answer
@@ -548,6 +555,7 @@ class HttpClient:
             return failure
         except _CallerBodyFailed as failure:
             breaker.abandon(permit)
+            call.caller_failed = True
             caller_error = failure.error
         except BaseException:
             breaker.abandon(permit)

@@ -11,7 +11,7 @@ class ClientMetrics:
             "flotilla_http_client_requests_total",
             "Calls to other services (retries included in one call), by outcome: ok, client_error, "
             "server_error, connect_error, timeout, deadline_exceeded, circuit_open, no_instance, cancelled, "
-            "caller_error (the caller's streamed body too slow), error.",
+            "caller_error (the caller's streamed body failed or was too slow), error.",
             ["service", "method", "outcome"],
             registry=registry,
         )

@@ -19,6 +19,7 @@ routed exactly as the origin form of the same path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import cast
@@ -118,8 +119,9 @@ class Relay:
         route = decision.route
         scope["path_template"] = route.prefix + "/{path}"  # bounded metric labels
         admission = await gateway.admit(scope, route)
-        body = await _request_body(method, admission, receive, gateway.max_body_bytes)
-        await self._forward(gateway, route, scope, caller_path, decision.target, body, admission, send)
+        timeout = route.timeout or gateway.upstream_timeout
+        body = await _request_body(method, admission, receive, gateway.max_body_bytes, timeout)
+        await self._forward(gateway, route, scope, caller_path, decision.target, body, admission, timeout, send)
 
     async def _forward(
         self,
@@ -130,6 +132,7 @@ class Relay:
         target: str,
         body: bytes | AsyncIterator[bytes] | None,
         admission: Admission,
+        timeout: float,
         send: Send,
     ) -> None:
         query = scope.get("query_string", b"")
@@ -148,7 +151,7 @@ class Relay:
             target,
             headers=upstream_headers,
             body=body,
-            timeout=route.timeout or gateway.upstream_timeout,
+            timeout=timeout,
         ) as upstream:
             answer_headers = response_headers_downstream(upstream.raw_headers)
             length = _content_length(upstream.raw_headers)
@@ -174,15 +177,24 @@ class Relay:
 
 
 async def _request_body(
-    method: str, admission: Admission, receive: Receive, limit: int
+    method: str, admission: Admission, receive: Receive, limit: int, timeout: float
 ) -> bytes | AsyncIterator[bytes] | None:
-    # Framing and size were checked by Gateway.admit; a chunked body is held to the limit as it comes.
+    """The body to relay: None or b"" when there is none, bytes when small, else a stream.
+
+    Framing and size were checked by Gateway.admit; a streamed body is held to the limit as it
+    comes, and to the route's timeout by the HTTP client. A small body is read whole before the
+    call (replayable: an attempt whose connect failed can be retried), within the same timeout:
+    a caller trickling it byte by byte gets 408, instead of holding a task and a connection open.
+    """
     size = admission.content_length
     if not size and not admission.chunked:
         return None if method in BODILESS_METHODS else b""
     if size is not None and size <= BUFFER_LIMIT:
-        # Read whole: replayable, so an attempt whose connect failed can be retried.
-        return b"".join([chunk async for chunk in _receive_body(receive, limit)])
+        try:
+            async with asyncio.timeout(timeout):
+                return b"".join([chunk async for chunk in _receive_body(receive, limit)])
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
     return _receive_body(receive, limit)
 
 

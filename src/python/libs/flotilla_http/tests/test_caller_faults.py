@@ -56,6 +56,7 @@ async def test_a_streamed_body_whose_source_fails_neither_opens_the_breaker_nor_
                 pass
         assert caught.value is failure  # the caller's own exception, not an upstream error
 
+    assert outcome_count(client, "POST", "caller_error") == 10  # and counted as the caller's
     assert client.breaker_state("catalog") is BreakerState.CLOSED
     assert (await client.request("catalog", "GET", "/status")).status == 200  # not ejected either
 
