@@ -34,11 +34,16 @@ class RawAnswer(NamedTuple):
 
 
 def send_raw(
-    base_url: str, request_line: str, *, headers: dict[str, str] | None = None, body: bytes = b""
+    base_url: str,
+    request_line: str,
+    *,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    body: bytes = b"",
 ) -> RawAnswer:
     """Send one HTTP/1.1 request with ``request_line`` byte for byte (``GET http://evil/x HTTP/1.1``, or a
     path with ``%2f`` no client library would leave alone) on a raw socket; read the answer to EOF.
-    ``body`` is sent as it is: with ``transfer-encoding: chunked`` in ``headers``, its chunk framing too."""
+    ``body`` is sent as it is: with ``transfer-encoding: chunked`` in ``headers``, its chunk framing too.
+    ``headers`` as pairs may repeat a name, as no client library would send it."""
     with _connected(base_url) as sock:
         sock.sendall(_request(base_url, request_line, headers, body))
         received = b""
@@ -64,9 +69,12 @@ def _connected(base_url: str) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=30)
 
 
-def _request(base_url: str, request_line: str, headers: dict[str, str] | None, body: bytes) -> bytes:
+def _request(
+    base_url: str, request_line: str, headers: dict[str, str] | list[tuple[str, str]] | None, body: bytes
+) -> bytes:
     host = base_url.removeprefix("http://").partition(":")[0]
-    lines = [request_line, f"host: {host}", "connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    pairs = headers.items() if isinstance(headers, dict) else headers or []
+    lines = [request_line, f"host: {host}", "connection: close", *(f"{k}: {v}" for k, v in pairs)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 

@@ -422,3 +422,14 @@ def test_a_small_body_trickling_in_is_answered_408_within_the_routes_timeout(sho
     assert json.loads(answer.body)["detail"] == "the request body did not arrive within 3s"
     with httpx.Client(base_url=shop.url, timeout=30) as http:
         assert http.get("/api/catalog/products/by-sku/TRICKLE-1").status_code == 404  # nothing was created
+
+
+def test_two_authorization_headers_are_refused_whichever_comes_first(shop):
+    """Before, the last one counted: a proxy in front that checks the first would let a user token
+    through while the gateway acted on the admin token behind it."""
+    admin, user = f"Bearer {shop.token('admin')}", f"Bearer {shop.token()}"
+    for first, second in [(user, admin), (admin, user)]:
+        headers = [("authorization", first), ("authorization", second)]
+        answer = send_raw(shop.url, "GET /api/limited HTTP/1.1", headers=headers)
+        assert answer.status == 400, answer
+        assert "one Authorization header" in json.loads(answer.body)["detail"]

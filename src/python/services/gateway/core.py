@@ -70,6 +70,9 @@ class Gateway:
         chunked = False
         for name, value in scope["headers"]:
             if name == b"authorization":
+                if authorization is not None:
+                    # Which one counts is where a proxy in front and the gateway could disagree.
+                    raise BadRequest("a request carries one Authorization header at most")
                 authorization = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value

@@ -48,6 +48,9 @@ from gateway.routes import API_PREFIX, Route
 log = logging.getLogger(__name__)
 
 BUFFER_LIMIT = 256 * 1024
+# How much of a refused request's body is read and dropped, and for how long (discard_unread_body).
+LINGER_BYTES = 4 * 1024 * 1024
+LINGER_SECONDS = 2.0
 
 
 class Relay:
@@ -70,13 +73,13 @@ class Relay:
                         await self._handle(cast(HTTPScope, scope), path, receive, send)
                         return
                     prefix = next(p for p in composed_prefixes if path.startswith(p))
-                    if not await self._admit_composed(composed[prefix], cast(HTTPScope, scope), send):
+                    if not await self._admit_composed(composed[prefix], cast(HTTPScope, scope), receive, send):
                         return
             await litestar(scope, receive, send)
 
         return dispatch
 
-    async def _admit_composed(self, policy: Policy, scope: HTTPScope, send: Send) -> bool:
+    async def _admit_composed(self, policy: Policy, scope: HTTPScope, receive: Receive, send: Send) -> bool:
         """Whether a request to a composed endpoint passes its policy; if not, it has been answered."""
         try:
             if self.gateway is None:
@@ -84,6 +87,7 @@ class Relay:
             admission = await self.gateway.admit(scope, policy)
         except Problem as exc:
             await send_problem(send, exc, instance=scope["path"])
+            await discard_unread_body(scope, receive)
             return False
         # For handlers that need the caller: request.state.caller (None when anonymous).
         scope.setdefault("state", {})["caller"] = admission.caller
@@ -115,10 +119,15 @@ class Relay:
         method = scope["method"]
         raw_path = scope.get("raw_path")
         caller_path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        decision = routing.decide(gateway.routes, method, caller_path, path)
-        route = decision.route
-        scope["path_template"] = route.prefix + "/{path}"  # bounded metric labels
-        admission = await gateway.admit(scope, route)
+        try:
+            decision = routing.decide(gateway.routes, method, caller_path, path)
+            route = decision.route
+            scope["path_template"] = route.prefix + "/{path}"  # bounded metric labels
+            admission = await gateway.admit(scope, route)
+        except Problem as refused:
+            await send_problem(send, refused, instance=scope["path"])
+            await discard_unread_body(scope, receive)
+            return
         timeout = route.timeout or gateway.upstream_timeout
         body = await _request_body(method, admission, receive, gateway.max_body_bytes, timeout)
         await self._forward(gateway, route, scope, caller_path, decision.target, body, admission, timeout, send)
@@ -221,6 +230,35 @@ async def _receive_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+async def discard_unread_body(scope: HTTPScope, receive: Receive) -> None:
+    """Read and drop the body of a request refused before its body was read (a lingering close).
+
+    The server closes a connection whose request body was left unread; closed with bytes still
+    unread in the kernel, the connection is reset, and a reset can make the caller's system drop
+    the refusal it was just sent (the caller sees "connection closed without an answer" instead of
+    413 or 401). nginx lingers for the same reason. Bounded: bodies declared over LINGER_BYTES are
+    not read at all, and none for longer than LINGER_SECONDS.
+    """
+    declared = 0
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            declared = int(value) if value.isdigit() else LINGER_BYTES + 1
+        elif name == b"transfer-encoding":
+            declared = max(declared, 1)
+    if not declared or declared > LINGER_BYTES:
+        return
+    read = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while read <= LINGER_BYTES:
+                message = await receive()
+                read += len(message.get("body", b""))  # type: ignore[arg-type]
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+    except Exception:  # noqa: S110 - the caller has its answer; whatever ends the reading ends it
+        pass
 
 
 def _start(status: int, headers: RawHeaders) -> HTTPResponseStartEvent:
