@@ -16,3 +16,14 @@ async def eventually(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    condition: Callable[[], bool], *, timeout: float = 20.0, interval: float = 0.02, what: str = "condition"
+) -> None:
+    """``eventually`` for code without an event loop (tests driving processes and sockets)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)

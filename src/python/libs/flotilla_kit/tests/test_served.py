@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from flotilla_discovery.registry import RedisRegistry
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.redis import start_redis
+from flotilla_kit.testing.waiting import eventually_sync
 from flotilla_kit.tests import demo_service
 
 # The demo service starts by module name, as `python -m catalog serve` does.
@@ -75,15 +75,15 @@ def _exchange(port: int, request: bytes, *, then: str = "wait") -> tuple[int, di
 
 def _wait_for_log(process: ServiceProcess, since: int, predicate: Callable[[dict[str, object]], bool]) -> dict:
     """The first JSON log line after offset ``since`` that ``predicate`` accepts (polled, with a deadline)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for line in process.output()[since:].splitlines():
-            if line.startswith("{"):
-                entry = json.loads(line)
-                if predicate(entry):
-                    return entry
-        time.sleep(0.02)
-    raise TimeoutError(f"no such log line within 20 s:\n{process.output()[since:]}")
+    found: list[dict] = []
+
+    def logged() -> bool:
+        lines = (json.loads(line) for line in process.output()[since:].splitlines() if line.startswith("{"))
+        found.extend(entry for entry in lines if predicate(entry))
+        return bool(found)
+
+    eventually_sync(logged, what=f"such a log line in:\n{process.output()[since:]}")
+    return found[0]
 
 
 def _about_the_body(entry: dict[str, object]) -> bool:
@@ -165,16 +165,15 @@ def test_the_worker_dies_with_the_server_process_on_kill_9():
     discovery = {"DISCOVERY": "redis", "REDIS_URL": redis_server.url, "DISCOVERY_TTL_SECONDS": "300"}
     process = _start(port, discovery)
     try:
-        deadline = time.monotonic() + 30
-        while _registered(redis_server.url) != [f"{socket.gethostname()}-{port}"]:
-            assert time.monotonic() < deadline, "the service never registered"
-            time.sleep(0.05)
+        me = [f"{socket.gethostname()}-{port}"]
+        eventually_sync(lambda: _registered(redis_server.url) == me, timeout=30, what="the service registered")
         os.kill(process.process.pid, signal.SIGKILL)  # the server process only, as `kill -9 $!` does
         process.process.wait(10)
-        deadline = time.monotonic() + 30
-        while _listens(port) or _registered(redis_server.url):
-            assert time.monotonic() < deadline, f"port {port} still served or registered 30 s after kill -9"
-            time.sleep(0.05)
+        eventually_sync(
+            lambda: not _listens(port) and not _registered(redis_server.url),
+            timeout=30,
+            what=f"port {port} free and the instance deregistered after kill -9",
+        )
     finally:
         _end(process)
         redis_server.close()
