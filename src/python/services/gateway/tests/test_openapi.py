@@ -3,8 +3,6 @@
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from litestar.testing import TestClient
 
 from flotilla_discovery.balancer import Balancer
@@ -48,15 +46,9 @@ async def test_composed_operations_document_the_policy_that_protects_them():
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(public_key_file):
     server = start_redis()
-    key = ed25519.Ed25519PrivateKey.generate().public_key()
-    (tmp_path / "public.pem").write_bytes(
-        key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    settings = GatewaySettings(
-        service_name="gateway", redis_url=server.url, jwt_public_key_file=str(tmp_path / "public.pem")
-    )
+    settings = GatewaySettings(service_name="gateway", redis_url=server.url, jwt_public_key_file=str(public_key_file))
     try:
         with TestClient(create_app(settings)) as client:
             yield client

@@ -4,8 +4,6 @@ same ``Gateway.admit``, applied at the edge before any handler runs."""
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from litestar.testing import TestClient
 
 from flotilla_kit.testing.redis import start_redis
@@ -14,16 +12,12 @@ from gateway.settings import GatewaySettings
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(public_key_file):
     server = start_redis()
-    key = ed25519.Ed25519PrivateKey.generate().public_key()
-    (tmp_path / "public.pem").write_bytes(
-        key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
     settings = GatewaySettings(
         service_name="gateway",
         redis_url=server.url,
-        jwt_public_key_file=str(tmp_path / "public.pem"),
+        jwt_public_key_file=str(public_key_file),
         # Three requests a minute: what the fourth gets shows which requests cost a permit.
         rate_limits="default=3/60,burst=3;strict=5/1",
         max_request_body_bytes=1000,
