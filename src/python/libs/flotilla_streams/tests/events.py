@@ -16,7 +16,7 @@ def order(n: int = 0) -> OrderPlaced:
     return OrderPlaced(
         order_id=uuid.UUID(int=n),
         customer_id=f"c-{n}",
-        lines=[OrderLine(sku="TEA-1", quantity=1 + n % 3, unit_price=Money(450, "EUR"))],
+        lines=[OrderLine(product_id=uuid.UUID(int=1), sku="TEA-1", quantity=1 + n % 3, unit_price=Money(450, "EUR"))],
         total=Money(450 * (1 + n % 3), "EUR"),
     )
 
