@@ -35,6 +35,17 @@ inbox = sa.Table(
     sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Who relays a SQLite database's outbox: replicas of a service may share the file (processes on one
+# host), and one relay at a time keeps the events in order and sends each once. PostgreSQL needs no
+# row for it (an advisory lock per pass does it).
+relay_lease = sa.Table(
+    "flotilla_outbox_relay_lease",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def create_messaging_tables(connection: sa.Connection) -> None:
     """Create the outbox and inbox tables (idempotent)."""
