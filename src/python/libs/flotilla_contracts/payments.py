@@ -24,3 +24,11 @@ class Payment(msgspec.Struct, kw_only=True, frozen=True):
     reason: str = ""
     created_at: datetime
     updated_at: datetime
+
+
+class PaymentPage(msgspec.Struct, kw_only=True, frozen=True):
+    """``GET /payments``: payments in the order they were recorded, a page at a time."""
+
+    items: list[Payment]
+    # Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: str | None = None

@@ -1,0 +1,1 @@
+"""The notifications service: what the shop would tell customers about their orders."""

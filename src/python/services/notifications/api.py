@@ -1,0 +1,89 @@
+"""Notifications HTTP API: read only (notifications are recorded from events)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from flotilla_contracts.notifications import Notification, NotificationPage
+from flotilla_kit.db import Database
+from flotilla_kit.identity import CALLER_ID_HEADER, caller_roles
+from flotilla_kit.openapi import problem_responses
+from flotilla_kit.pagination import InvalidCursor, as_utc
+from flotilla_kit.problems import BadRequest, Forbidden, Unauthorized
+from notifications import domain
+from notifications.models import Notification as NotificationRow
+
+MAX_PAGE_SIZE = 200
+
+_columns = NotificationRow.__table__.c
+_select_notifications = sa.select(NotificationRow.__table__)
+
+
+def _to_notification(row: Any) -> Notification:
+    return Notification(
+        id=row.id,
+        order_id=row.order_id,
+        customer_id=row.customer_id,
+        kind=row.kind,
+        message=row.message,
+        created_at=as_utc(row.created_at),
+    )
+
+
+class NotificationController(Controller):
+    path = "/notifications"
+    tags = ["notifications"]
+
+    @get(
+        "/",
+        responses=problem_responses(
+            {
+                401: "No authenticated caller (the gateway sets one from a valid token).",
+                403: "A customer asked for another customer's notifications.",
+            }
+        ),
+    )
+    async def list_notifications(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[Database],
+        order_id: Annotated[uuid.UUID | None, QueryParameter(description="only this order's")] = None,
+        customer_id: Annotated[
+            str | None, QueryParameter(min_length=1, max_length=200, description="only this customer's (admin)")
+        ] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="page size")] = 50,
+    ) -> NotificationPage:
+        """Notifications in the order they were recorded: an admin sees all, a customer their own."""
+        caller = request.headers.get(CALLER_ID_HEADER)
+        if not caller:
+            raise Unauthorized("reading notifications needs an authenticated caller")
+        try:
+            customer = domain.customer_filter(
+                caller_id=caller, is_admin="admin" in caller_roles(request), asked_for=customer_id
+            )
+        except domain.NotAllowed as exc:
+            raise Forbidden(str(exc)) from None
+        query = _select_notifications.order_by(_columns.created_at, _columns.id).limit(limit + 1)
+        if customer is not None:
+            query = query.where(_columns.customer_id == customer)
+        if order_id is not None:
+            query = query.where(_columns.order_id == order_id)
+        if cursor:
+            try:
+                after = domain.parse_page_cursor(cursor)
+            except InvalidCursor as exc:
+                raise BadRequest(str(exc)) from None
+            query = query.where(sa.tuple_(_columns.created_at, _columns.id) > sa.tuple_(*after))
+        rows = await db.fetch_all(query)
+        items = [_to_notification(row) for row in rows[:limit]]
+        next_cursor = domain.page_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        return NotificationPage(items=items, next_cursor=next_cursor)

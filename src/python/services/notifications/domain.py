@@ -1,0 +1,76 @@
+"""Notification rules: what a customer is told about an order, and who may read it. Pure, no I/O."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.events import OrderCancelled, OrderConfirmed
+from flotilla_contracts.notifications import NotificationKind
+from flotilla_kit.pagination import InvalidCursor, decode_cursor, encode_cursor, parse_timestamp_key, timestamp_key
+
+# ISO 4217 currencies whose minor unit is not the hundredth (the rest have two decimals).
+_DECIMALS = {
+    **dict.fromkeys(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV",
+                     "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}  # fmt: skip
+
+
+class NotAllowed(Exception):
+    """A customer asked for notifications that are not theirs (answered with 403)."""
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    kind: NotificationKind
+    message: str
+
+
+def format_money(money: Money) -> str:
+    """An amount in minor units as people read it: ``Money(1250, "EUR")`` is ``"12.50 EUR"``."""
+    decimals = _DECIMALS.get(money.currency, 2)
+    if decimals == 0:
+        return f"{money.amount} {money.currency}"
+    whole, fraction = divmod(money.amount, 10**decimals)
+    return f"{whole}.{fraction:0{decimals}d} {money.currency}"
+
+
+def notification_for(event: OrderConfirmed | OrderCancelled) -> NewNotification:
+    """What the customer is told about the outcome of their order."""
+    if isinstance(event, OrderConfirmed):
+        return NewNotification(
+            kind="order_confirmed",
+            message=f"Your order {event.order_id} is confirmed. Total: {format_money(event.total)}.",
+        )
+    reason = event.reason.strip().rstrip(".")
+    because = f": {reason}." if reason else "."
+    return NewNotification(kind="order_cancelled", message=f"Your order {event.order_id} was cancelled{because}")
+
+
+def customer_filter(*, caller_id: str, is_admin: bool, asked_for: str | None) -> str | None:
+    """The customer whose notifications a caller gets: an admin any (or all, None), a customer their own.
+
+    Raises NotAllowed when a customer names another customer.
+    """
+    if is_admin:
+        return asked_for
+    if asked_for is not None and asked_for != caller_id:
+        raise NotAllowed("a customer can read only their own notifications")
+    return caller_id
+
+
+def page_cursor(created_at: datetime, notification_id: uuid.UUID) -> str:
+    """The cursor after a notification, in the list's order (creation time, then id)."""
+    return encode_cursor(timestamp_key(created_at), str(notification_id))
+
+
+def parse_page_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The sort key in a cursor of ``page_cursor``; raises InvalidCursor for any other string."""
+    created_at, notification_id = decode_cursor(cursor, arity=2)
+    try:
+        return parse_timestamp_key(created_at), uuid.UUID(str(notification_id))
+    except ValueError:
+        raise InvalidCursor(f"invalid cursor {cursor!r}") from None

@@ -1,0 +1,108 @@
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.events import ORDERS_EVENTS, Event, OrderCancelled, OrderConfirmed
+from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
+from flotilla_kit.testing.waiting import eventually
+from flotilla_redis.factory import create_redis
+from flotilla_streams.consumer import ConsumerOptions
+from flotilla_streams.envelope import ENVELOPE_FIELD, Envelope, encode, wrap
+from flotilla_streams.stats import group_stats
+from notifications.app import create_app
+from notifications.settings import NotificationsSettings
+
+ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
+GROUP = "notifications"
+FAST = ConsumerOptions(
+    block_ms=50, retry_backoff_ms=5, max_retry_backoff_ms=40, maintenance_interval_ms=10, max_deliveries=5
+)
+
+
+def customer(customer_id: str) -> dict[str, str]:
+    return {"x-caller-id": customer_id, "x-caller-roles": "customer"}
+
+
+@pytest.fixture
+async def redis(redis_server):
+    client = create_redis(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_settings(tmp_path, redis_server):
+    def make_settings(database_url: str | None = None, instance_id: str = "notifications-1") -> NotificationsSettings:
+        return NotificationsSettings(
+            service_name="notifications",
+            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
+            redis_url=redis_server.url,
+            instance_id=instance_id,
+        )
+
+    return make_settings
+
+
+@contextlib.asynccontextmanager
+async def running(settings: NotificationsSettings) -> AsyncIterator[tuple[Litestar, AsyncTestClient]]:
+    """The notifications app, started by the test client (its consumer runs beside the test)."""
+    app = create_app(settings, consumer_options=FAST)
+    async with AsyncTestClient(app) as http:
+        await eventually(lambda: _ready(http), what="notifications ready")
+        yield app, http
+
+
+@pytest.fixture
+async def notifications(make_settings, redis):
+    async with running(make_settings()) as started:
+        yield started
+
+
+async def _ready(http: AsyncTestClient) -> bool:
+    return (await http.get("/readyz")).status_code == 200
+
+
+def confirmed(order_id: uuid.UUID, customer_id: str = "c-1", amount: int = 1250) -> OrderConfirmed:
+    return OrderConfirmed(order_id=order_id, customer_id=customer_id, total=Money(amount, "EUR"))
+
+
+def cancelled(order_id: uuid.UUID, customer_id: str = "c-1", reason: str = "out of stock") -> OrderCancelled:
+    return OrderCancelled(order_id=order_id, customer_id=customer_id, reason=reason)
+
+
+async def publish(redis, event: Event, *, envelope: Envelope | None = None) -> Envelope:
+    """XADD ``event`` on orders.events as orders would; pass ``envelope`` to deliver one again, same id."""
+    envelope = envelope or wrap(event, source="orders")
+    await redis.xadd(ORDERS_EVENTS, {ENVELOPE_FIELD: encode(envelope)})
+    return envelope
+
+
+async def handled(redis) -> None:
+    """Wait until the group has handled and acked every entry of orders.events."""
+
+    async def done() -> bool:
+        stats = await group_stats(redis, ORDERS_EVENTS, GROUP)
+        return stats is not None and not stats.pending and not stats.lag
+
+    await eventually(done, what="orders.events handled")
+
+
+async def listed(http: AsyncTestClient, headers: dict[str, str], **params) -> list[dict]:
+    """Every notification the caller sees with ``params``, through all pages."""
+    items: list[dict] = []
+    cursor = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = await http.get("/notifications", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items

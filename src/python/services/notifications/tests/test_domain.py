@@ -1,0 +1,69 @@
+"""Notification rules without I/O: the messages, and who may read what."""
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.events import OrderCancelled, OrderConfirmed
+from flotilla_kit.pagination import InvalidCursor, encode_cursor
+from notifications import domain
+
+ORDER = uuid.UUID("6f1c1f9e-0000-4000-8000-000000000001")
+
+
+@pytest.mark.parametrize(
+    "money, shown",
+    [
+        (Money(1250, "EUR"), "12.50 EUR"),
+        (Money(5, "USD"), "0.05 USD"),
+        (Money(0, "EUR"), "0.00 EUR"),
+        (Money(1250, "JPY"), "1250 JPY"),
+        (Money(12345, "KWD"), "12.345 KWD"),
+    ],
+)
+def test_amounts_are_shown_in_the_currencys_major_unit(money, shown):
+    assert domain.format_money(money) == shown
+
+
+def test_a_confirmation_tells_the_total():
+    event = OrderConfirmed(order_id=ORDER, customer_id="c-1", total=Money(2599, "EUR"))
+    assert domain.notification_for(event) == domain.NewNotification(
+        kind="order_confirmed", message=f"Your order {ORDER} is confirmed. Total: 25.99 EUR."
+    )
+
+
+def test_a_cancellation_tells_the_reason():
+    event = OrderCancelled(order_id=ORDER, customer_id="c-1", reason="payment declined: card declined.")
+    assert domain.notification_for(event) == domain.NewNotification(
+        kind="order_cancelled", message=f"Your order {ORDER} was cancelled: payment declined: card declined."
+    )
+
+
+def test_a_cancellation_without_a_reason_still_reads_well():
+    event = OrderCancelled(order_id=ORDER, customer_id="c-1", reason=" ")
+    assert domain.notification_for(event).message == f"Your order {ORDER} was cancelled."
+
+
+def test_an_admin_reads_anyones_or_everyones():
+    assert domain.customer_filter(caller_id="ops", is_admin=True, asked_for=None) is None
+    assert domain.customer_filter(caller_id="ops", is_admin=True, asked_for="c-2") == "c-2"
+
+
+def test_a_customer_reads_their_own_only():
+    assert domain.customer_filter(caller_id="c-1", is_admin=False, asked_for=None) == "c-1"
+    assert domain.customer_filter(caller_id="c-1", is_admin=False, asked_for="c-1") == "c-1"
+    with pytest.raises(domain.NotAllowed):
+        domain.customer_filter(caller_id="c-1", is_admin=False, asked_for="c-2")
+
+
+def test_a_page_cursor_round_trips():
+    created_at, notification_id = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), uuid.uuid4()
+    assert domain.parse_page_cursor(domain.page_cursor(created_at, notification_id)) == (created_at, notification_id)
+
+
+@pytest.mark.parametrize("cursor", ["", "!", encode_cursor("x"), encode_cursor("2026-01-02T03:04:05.000000Z", "zz")])
+def test_a_cursor_not_issued_here_is_refused(cursor):
+    with pytest.raises(InvalidCursor):
+        domain.parse_page_cursor(cursor)

@@ -1,0 +1,145 @@
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.events import (
+    ORDERS_EVENTS,
+    PAYMENTS_EVENTS,
+    Event,
+    OrderCancelled,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+    PaymentRequested,
+)
+from flotilla_kit.db import Database
+from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
+from flotilla_kit.testing.waiting import eventually
+from flotilla_redis.factory import create_redis
+from flotilla_streams.consumer import ConsumerOptions
+from flotilla_streams.envelope import ENVELOPE_FIELD, Envelope, PayloadDecoder, decode, encode, wrap
+from flotilla_streams.schema import outbox
+from flotilla_streams.stats import group_stats
+from payments.app import create_app
+from payments.settings import PaymentsSettings
+
+ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
+GROUP = "payments"
+# Retries within milliseconds, so that tests of failures and races stay fast.
+FAST = ConsumerOptions(
+    block_ms=50, retry_backoff_ms=5, max_retry_backoff_ms=40, maintenance_interval_ms=10, max_deliveries=5
+)
+
+_payment_events = PayloadDecoder([PaymentCaptured, PaymentDeclined, PaymentRefunded])
+
+
+@pytest.fixture
+async def redis(redis_server):
+    client = create_redis(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_settings(tmp_path, redis_server):
+    def make_settings(database_url: str | None = None, **overrides) -> PaymentsSettings:
+        return PaymentsSettings(
+            service_name="payments",
+            database_url=database_url or f"sqlite+aiosqlite:///{tmp_path}/payments.db",
+            redis_url=redis_server.url,
+            instance_id=overrides.pop("instance_id", "payments-1"),
+            **overrides,
+        )
+
+    return make_settings
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: PaymentsSettings, options: ConsumerOptions = FAST
+) -> AsyncIterator[tuple[Litestar, AsyncTestClient]]:
+    """The payments app, started in this event loop (its consumer and relay run beside the test)."""
+    app = create_app(settings, consumer_options=options)
+    async with AsyncTestClient(app) as http:
+        await eventually(lambda: _ready(http), what="payments ready")
+        yield app, http
+
+
+@pytest.fixture
+async def payments(make_settings, redis):
+    """Payments on a SQLite file, with the default provider (declines above 100000 and tok_declined)."""
+    async with running(make_settings()) as started:
+        yield started
+
+
+async def _ready(http: AsyncTestClient) -> bool:
+    return (await http.get("/readyz")).status_code == 200
+
+
+def requested(order_id: uuid.UUID, amount: int = 2500, card_token: str = "tok_visa") -> PaymentRequested:
+    return PaymentRequested(order_id=order_id, customer_id="c-1", amount=Money(amount, "EUR"), card_token=card_token)
+
+
+def cancelled(order_id: uuid.UUID, reason: str = "payment timed out") -> OrderCancelled:
+    return OrderCancelled(order_id=order_id, customer_id="c-1", reason=reason)
+
+
+async def publish(redis, event: Event, *, envelope: Envelope | None = None) -> Envelope:
+    """XADD ``event`` on orders.events as orders would; pass ``envelope`` to deliver one again, same id."""
+    envelope = envelope or wrap(event, source="orders")
+    await redis.xadd(ORDERS_EVENTS, {ENVELOPE_FIELD: encode(envelope)})
+    return envelope
+
+
+async def payment_events(redis) -> list[Event]:
+    """What payments published, in order (XRANGE of payments.events)."""
+    return [_payment_events.decode(decode(fields[ENVELOPE_FIELD])) for _, fields in await redis.xrange(PAYMENTS_EVENTS)]
+
+
+@contextlib.asynccontextmanager
+async def database_of(app: Litestar) -> AsyncIterator[Database]:
+    """The app's database, opened in the test's event loop (the app runs in the test client's own)."""
+    db = Database(app.state.settings.database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def settled(app: Litestar, redis) -> None:
+    """Wait until the group has handled and acked every entry, and the outbox has relayed every event."""
+
+    async with database_of(app) as db:
+
+        async def done() -> bool:
+            stats = await group_stats(redis, ORDERS_EVENTS, GROUP)
+            if stats is None or stats.pending or stats.lag:
+                return False
+            unsent = await db.fetch_one(sa.select(sa.func.count()).where(outbox.c.sent_at.is_(None)))
+            return unsent is not None and unsent[0] == 0
+
+        await eventually(done, what="orders.events handled and the outbox relayed")
+
+
+async def payment(http: AsyncTestClient, order_id: uuid.UUID) -> dict | None:
+    response = await http.get(f"/payments/{order_id}", headers=ADMIN)
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [type(event).__name__ for event in events]
+
+
+def as_dict(event: Event) -> dict:
+    return msgspec.to_builtins(event)
