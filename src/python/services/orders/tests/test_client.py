@@ -1,0 +1,88 @@
+"""orders_client against a real orders service, served as its own process (python -m orders serve)."""
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from flotilla_contracts.orders import OrderCreate, OrderLineRequest
+from flotilla_discovery.balancer import Balancer
+from flotilla_discovery.static_resolver import StaticResolver
+from flotilla_http.client import HttpClient
+from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.processes import ServiceProcess
+from orders.tests.conftest import customer
+from orders_client import NotFoundError, OrdersClient, ServiceCallError
+
+
+@pytest.fixture(scope="module")
+def orders_service(catalog, redis_server, tmp_path_factory) -> Iterator[ServiceProcess]:
+    port = free_port()
+    env = {
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('orders')}/orders.db",
+        "REDIS_URL": redis_server.url,
+        "DISCOVERY": "static",
+        "SERVICE_URLS": f"catalog={catalog.base_url}",
+    }
+    process = ServiceProcess([sys.executable, "-m", "orders", "serve", "--port", str(port)], port=port, env=env)
+    try:
+        process.wait_ready(timeout=60)
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def orders(orders_service):
+    http = HttpClient(Balancer(StaticResolver({"orders": [orders_service.base_url]})))
+    async with http:
+        yield OrdersClient(http)
+
+
+def _order(*products) -> OrderCreate:
+    return OrderCreate(lines=[OrderLineRequest(product_id=uuid.UUID(p["id"]), quantity=1) for p in products])
+
+
+async def test_an_order_placed_through_the_client_reads_back(orders, catalog):
+    tea = catalog.product(amount=300)
+    placed = await orders.place_order(_order(tea), idempotency_key=uuid.uuid4().hex, headers=customer("carol"))
+    assert placed.status == "awaiting_stock" and placed.total.amount == 300
+    assert await orders.get_order(placed.id, headers=customer("carol")) == placed
+
+
+async def test_placing_again_with_the_key_returns_the_first_order(orders, catalog):
+    tea = catalog.product()
+    key = uuid.uuid4().hex
+    first = await orders.place_order(_order(tea), idempotency_key=key, headers=customer("carol"))
+    assert await orders.place_order(_order(tea), idempotency_key=key, headers=customer("carol")) == first
+
+
+async def test_refusals_are_typed_errors(orders, catalog):
+    with pytest.raises(ServiceCallError) as refused:
+        await orders.place_order(
+            OrderCreate(lines=[OrderLineRequest(product_id=uuid.uuid4(), quantity=1)]),
+            idempotency_key=uuid.uuid4().hex,
+            headers=customer("carol"),
+        )
+    assert refused.value.status == 422 and "unknown product" in refused.value.detail
+    with pytest.raises(NotFoundError):
+        await orders.get_order(uuid.uuid4(), headers=customer("carol"))
+    placed = await orders.place_order(
+        _order(catalog.product()), idempotency_key=uuid.uuid4().hex, headers=customer("carol")
+    )
+    with pytest.raises(NotFoundError):
+        await orders.get_order(placed.id, headers=customer("dave"))
+
+
+async def test_listing_pages_through_the_callers_orders(orders, catalog):
+    tea = catalog.product()
+    caller = customer(f"erin-{uuid.uuid4().hex[:6]}")
+    placed = [await orders.place_order(_order(tea), idempotency_key=uuid.uuid4().hex, headers=caller) for _ in range(3)]
+    first = await orders.list_orders(limit=2, headers=caller)
+    rest = await orders.list_orders(cursor=first.next_cursor, limit=2, headers=caller)
+    assert [o.id for o in first.items + rest.items] == [o.id for o in reversed(placed)]
+    assert rest.next_cursor is None
