@@ -78,7 +78,7 @@ def create_service_app(
 ) -> Litestar:
     """Build a service's Litestar app with the runtime every service shares.
 
-    Start-up opens the database, applies ``migrations`` (a package of migration modules) when
+    Start-up opens the database, applies ``migrations`` (the package of its Alembic env.py) when
     ``settings.migrate_on_start``, then enters ``components`` in order; shutdown leaves them in
     reverse order and closes the database. Handlers get ``db`` (Database) and ``settings`` injected.
     A service without state of its own (the gateway) passes ``database=False``; only a service with

@@ -13,11 +13,14 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from flotilla_kit.settings import ServiceSettings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from flotilla_kit.migrations import MigrationStatus
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: what the service needs (its port) is taken
@@ -59,8 +62,12 @@ def _parser(service: ServiceDefinition) -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (overrides HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations on start")
-    migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
-    migrate.add_argument("--status", action="store_true", help="list applied and pending migrations only")
+    migrate = commands.add_parser("migrate", help="upgrade the database to the latest revision and exit")
+    action = migrate.add_mutually_exclusive_group()
+    action.add_argument("--status", action="store_true", help="show the current revision, the head and what is pending")
+    action.add_argument(
+        "--downgrade", metavar="REV", help="downgrade to revision REV: an id, 'base' (nothing), or relative ('-1')"
+    )
     commands.add_parser("settings", help="print the effective settings as JSON and exit")
     for extra in service.commands:
         extra.configure(commands.add_parser(extra.name, help=extra.help))
@@ -93,7 +100,7 @@ def main(service: ServiceDefinition, argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         return _print_settings(settings)
     if args.command == "migrate":
-        return asyncio.run(_migrate(service, settings, status_only=args.status))
+        return asyncio.run(_migrate(service, settings, status_only=args.status, downgrade_to=args.downgrade))
     if args.command == "serve":
         return _serve(service, settings)
     extra = next(c for c in service.commands if c.name == args.command)
@@ -126,13 +133,16 @@ def shown_settings(settings: ServiceSettings) -> dict[str, object]:
     return shown
 
 
-async def _migrate(service: ServiceDefinition, settings: ServiceSettings, *, status_only: bool) -> int:
+async def _migrate(
+    service: ServiceDefinition, settings: ServiceSettings, *, status_only: bool, downgrade_to: str | None
+) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from flotilla_kit import migrations
     from flotilla_kit.db import Database, DatabaseConfigError
-    from flotilla_kit.migrations import MigrationError, applied_versions, discover, migrate
 
-    if not service.migrations:
+    package = service.migrations
+    if not package:
         print(f"{service.name} has no migrations")
         return 0
     try:
@@ -142,20 +152,44 @@ async def _migrate(service: ServiceDefinition, settings: ServiceSettings, *, sta
         return EXIT_USAGE
     try:
         if status_only:
-            done = await applied_versions(db)
-            for m in discover(service.migrations):
-                print(f"{'applied' if m.version in done else 'pending'}  {m.version:04d}_{m.name}")
-            return 0
-        applied = await migrate(db, service.migrations)
-        for m in applied:
-            print(f"applied  {m.version:04d}_{m.name}")
-        print(f"{len(applied)} migration(s) applied; database {db.describe()} is up to date")
+            _print_status(await migrations.status(db, package))
+        elif downgrade_to is not None:
+            reverted = await migrations.downgrade(db, package, downgrade_to)
+            for revision in reverted:
+                print(f"reverted  {revision.name}")
+            now = (await migrations.status(db, package)).current
+            print(f"{len(reverted)} migration(s) reverted; database {db.describe()} is at {_revisions(now)}")
+        else:
+            applied = await migrations.migrate(db, package)
+            for revision in applied:
+                print(f"applied  {revision.name}")
+            print(f"{len(applied)} migration(s) applied; database {db.describe()} is up to date")
         return 0
-    except (MigrationError, SQLAlchemyError, OSError) as exc:
+    except migrations.UnknownRevision as exc:
+        print(f"{service.name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (migrations.MigrationError, SQLAlchemyError, OSError) as exc:
         print(f"{service.name}: migration failed: {exc}", file=sys.stderr)
         return 1
     finally:
         await db.dispose()
+
+
+def _print_status(status: MigrationStatus) -> None:
+    from flotilla_kit import migrations
+
+    # A database of the former runner: its revision is stamped by the next migrate.
+    adopted = f" (per {migrations.FORMER_RUNNER_TABLE}; stamped on the next migrate)" if status.adopting else ""
+    print(f"current  {_revisions(status.current)}{adopted}")
+    print(f"head     {_revisions(status.heads)}")
+    for revision in status.pending:
+        print(f"pending  {revision.name}")
+    if not status.pending:
+        print("up to date")
+
+
+def _revisions(ids: Sequence[str]) -> str:
+    return ", ".join(ids) if ids else "base (no revision)"
 
 
 def _serve(service: ServiceDefinition, settings: ServiceSettings) -> int:

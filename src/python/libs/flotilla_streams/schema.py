@@ -1,11 +1,17 @@
 """The outbox and inbox tables, in every service database that publishes or consumes.
 
-A service creates them from one of its own migrations::
+A service creates them in one of its own Alembic revisions, and lists ``metadata`` in its env.py
+(``run_env(Base.metadata, flotilla_streams.schema.metadata)``) so the models-match check covers them::
 
-    from flotilla_streams.schema import create_messaging_tables
+    from alembic import op
 
-    def upgrade(connection):
-        create_messaging_tables(connection)
+    from flotilla_streams.schema import create_messaging_tables, drop_messaging_tables
+
+    def upgrade() -> None:
+        create_messaging_tables(op.get_bind())
+
+    def downgrade() -> None:
+        drop_messaging_tables(op.get_bind())
 """
 
 from __future__ import annotations
@@ -50,3 +56,8 @@ relay_lease = sa.Table(
 def create_messaging_tables(connection: sa.Connection) -> None:
     """Create the outbox and inbox tables (idempotent)."""
     metadata.create_all(connection)
+
+
+def drop_messaging_tables(connection: sa.Connection) -> None:
+    """Drop the tables create_messaging_tables creates (idempotent): the downgrade of its revision."""
+    metadata.drop_all(connection)

@@ -1,4 +1,8 @@
-"""Catalog HTTP API: thin controllers over domain rules and the products table."""
+"""Catalog HTTP API: thin controllers over domain rules and the products table.
+
+Every change publishes its events (domain.created_event, domain.change_events) to CATALOG_EVENTS
+through the outbox, in the change's own transaction: an event exists exactly when its change does.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from catalog import domain
 from catalog.models import Product as ProductRow
 from catalog.settings import CatalogSettings
 from flotilla_contracts.catalog import Money, Product, ProductCreate, ProductPage, ProductPatch
+from flotilla_contracts.events import CATALOG_EVENTS
 from flotilla_kit.db import Database
 from flotilla_kit.identity import require_role
 from flotilla_kit.openapi import problem_responses
 from flotilla_kit.problems import BadRequest, Conflict, NotFound, Unprocessable
+from flotilla_streams.outbox import Outbox
 
 _columns = ProductRow.__table__.c
 _select_products = sa.select(ProductRow.__table__)
@@ -47,8 +53,9 @@ def _to_product(row: Any) -> Product:
     )
 
 
-async def _fetch(session: Any, where: Any) -> Product | None:
-    row = (await session.execute(_select_products.where(where))).first()
+async def _fetch(session: Any, where: Any, *, for_update: bool = False) -> Product | None:
+    query = _select_products.where(where)
+    row = (await session.execute(query.with_for_update() if for_update else query)).first()
     return _to_product(row) if row else None
 
 
@@ -128,7 +135,9 @@ class ProductController(Controller):
         status_code=HTTP_201_CREATED,
         responses=problem_responses({409: "A product with this SKU (in any case) exists.", **_BREAKS_A_RULE}),
     )
-    async def create_product(self, db: NamedDependency[Database], data: JSONBody[ProductCreate]) -> Response[Product]:
+    async def create_product(
+        self, db: NamedDependency[Database], outbox: NamedDependency[Outbox], data: JSONBody[ProductCreate]
+    ) -> Response[Product]:
         try:
             name = domain.clean_name(data.name)
             price = domain.check_price(data.price)
@@ -148,12 +157,13 @@ class ProductController(Controller):
             created_at=now,
             updated_at=now,
         )
+        product = _to_product(row)
         try:
             async with db.transaction() as session:
                 session.add(row)
+                await outbox.add(session, CATALOG_EVENTS, domain.created_event(product))
         except IntegrityError:
             raise Conflict(f"a product with SKU {sku!r} already exists") from None
-        product = _to_product(row)
         return Response(product, status_code=HTTP_201_CREATED, headers={"Location": f"/products/{product.id}"})
 
     @patch(
@@ -162,13 +172,17 @@ class ProductController(Controller):
         responses=problem_responses({**_UNKNOWN_ID, **_BREAKS_A_RULE}),
     )
     async def update_product(
-        self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID], data: JSONBody[ProductPatch]
+        self,
+        db: NamedDependency[Database],
+        outbox: NamedDependency[Outbox],
+        product_id: FromPath[uuid.UUID],
+        data: JSONBody[ProductPatch],
     ) -> Product:
         try:
             changes = domain.changes_from_patch(data)
         except domain.CatalogRuleError as exc:
             raise Unprocessable(str(exc)) from None
-        return await _update(db, product_id, changes)
+        return await _update(db, outbox, product_id, changes)
 
     @post(
         "/{product_id:uuid}/deactivate",
@@ -176,14 +190,18 @@ class ProductController(Controller):
         status_code=200,
         responses=problem_responses(_UNKNOWN_ID),
     )
-    async def deactivate_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
+    async def deactivate_product(
+        self, db: NamedDependency[Database], outbox: NamedDependency[Outbox], product_id: FromPath[uuid.UUID]
+    ) -> Product:
         """Hide a product from sale; idempotent (deactivating twice changes nothing the second time)."""
-        return await _update(db, product_id, {"active": False})
+        return await _update(db, outbox, product_id, {"active": False})
 
 
-async def _update(db: Database, product_id: uuid.UUID, changes: dict[str, object]) -> Product:
+async def _update(db: Database, outbox: Outbox, product_id: uuid.UUID, changes: dict[str, object]) -> Product:
     async with db.transaction() as session:
-        current = await _fetch(session, _columns.id == product_id)
+        # Locked until commit (PostgreSQL; SQLite's write lock is already held): a concurrent update
+        # waits, so each event's previous price and version are the ones this change replaced.
+        current = await _fetch(session, _columns.id == product_id, for_update=True)
         if current is None:
             raise NotFound(f"no product with id {product_id}")
         if all(_current_value(current, column) == value for column, value in changes.items()):
@@ -194,7 +212,10 @@ async def _update(db: Database, product_id: uuid.UUID, changes: dict[str, object
             .values(**changes, version=_columns.version + 1, updated_at=datetime.now(UTC))
         )
         updated = await _fetch(session, _columns.id == product_id)
-    assert updated is not None  # the row was read under the write lock a moment ago
+        assert updated is not None  # the row was read under the write lock a moment ago
+        events = domain.change_events(current, updated)
+        if events:
+            await outbox.add_many(session, CATALOG_EVENTS, events)
     return updated
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from flotilla_contracts.catalog import Money, ProductPatch
+from flotilla_contracts.catalog import Money, Product, ProductPatch
+from flotilla_contracts.events import ProductCreated, ProductDeactivated, ProductPriceChanged
 
 # ISO 4217 codes the shop prices in, with their minor-unit exponent (JPY has none).
 CURRENCY_EXPONENTS = {
@@ -60,6 +61,37 @@ def changes_from_patch(patch: ProductPatch) -> dict[str, object]:
     if not changes:
         raise CatalogRuleError("the patch changes nothing: give at least one of name, description, price, active")
     return changes
+
+
+def created_event(product: Product) -> ProductCreated:
+    return ProductCreated(
+        product_id=product.id,
+        sku=product.sku,
+        name=product.name,
+        price=product.price,
+        active=product.active,
+        version=product.version,
+    )
+
+
+def change_events(before: Product, after: Product) -> list[ProductPriceChanged | ProductDeactivated]:
+    """The events an update publishes, in this order: a new price (amount or currency), then a
+    deactivation. Only what actually changed is an event; other changes (name, description,
+    reactivation) publish nothing."""
+    events: list[ProductPriceChanged | ProductDeactivated] = []
+    if after.price != before.price:
+        events.append(
+            ProductPriceChanged(
+                product_id=after.id,
+                sku=after.sku,
+                price=after.price,
+                previous_price=before.price,
+                version=after.version,
+            )
+        )
+    if before.active and not after.active:
+        events.append(ProductDeactivated(product_id=after.id, sku=after.sku, version=after.version))
+    return events
 
 
 def encode_cursor(last_sku: str) -> str:

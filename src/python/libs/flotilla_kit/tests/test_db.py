@@ -7,11 +7,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from flotilla_kit.db import Database, DatabaseConfigError, DatabaseUnavailable, normalize_url
-from flotilla_kit.migrations import MigrationError, applied_versions, discover, migrate, pending
+from flotilla_kit.migrations import migrate
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.postgres import start_postgres
 
-SAMPLE = "flotilla_kit.tests.sample_migrations"
+SAMPLE = "flotilla_kit.tests.sample_service.migrations"  # a table of notes (its id, body, author)
 
 
 @pytest.fixture
@@ -86,45 +86,6 @@ async def test_sqlite_runs_in_wal_mode(tmp_path):
             assert (await session.execute(sa.text("PRAGMA foreign_keys"))).scalar_one() == 1
     finally:
         await db.dispose()
-
-
-def test_migrations_are_discovered_in_version_order():
-    assert [(m.version, m.name) for m in discover(SAMPLE)] == [(1, "create_notes"), (2, "add_note_author")]
-
-
-async def test_migrations_apply_once_and_in_order(db):
-    assert [m.version for m in await pending(db, SAMPLE)] == [1, 2]
-    assert [m.version for m in await migrate(db, SAMPLE)] == [1, 2]
-    assert await migrate(db, SAMPLE) == []
-    assert await applied_versions(db) == {1, 2}
-    async with db.transaction() as session:
-        await session.execute(sa.text("INSERT INTO notes (id, body) VALUES (1, 'x')"))
-        assert (await session.execute(sa.text("SELECT author FROM notes"))).scalar_one() == "anonymous"
-
-
-async def test_concurrent_migrators_apply_each_migration_once(db):
-    results = await asyncio.gather(*(migrate(db, SAMPLE) for _ in range(4)))
-    assert sorted(m.version for applied in results for m in applied) == [1, 2]
-
-
-async def test_a_failing_migration_rolls_back_and_names_itself(db, monkeypatch):
-    await migrate(db, SAMPLE)
-    broken = discover(SAMPLE)
-
-    def boom(connection: sa.Connection) -> None:
-        connection.execute(sa.text("CREATE TABLE half_done (id INTEGER)"))
-        raise ValueError("bad data")
-
-    monkeypatch.setattr(
-        "flotilla_kit.migrations.discover",
-        lambda _pkg: [*broken, broken[0]._replace(version=3, name="broken", upgrade=boom)],
-    )
-    with pytest.raises(MigrationError, match="0003_broken failed: bad data"):
-        await migrate(db, SAMPLE)
-    assert await applied_versions(db) == {1, 2}
-    async with db.reader() as session:
-        tables = await session.run_sync(lambda s: sa.inspect(s.connection()).get_table_names())
-    assert "half_done" not in tables
 
 
 async def test_single_statement_reads_see_committed_rows(db):

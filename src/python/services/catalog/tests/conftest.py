@@ -3,15 +3,22 @@ from litestar.testing import TestClient
 
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
-from flotilla_kit.testing.fixtures import database_url, postgres
+from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
 
 ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
 
 
 @pytest.fixture
-def client(database_url):
-    """The catalog app on its own fresh database, SQLite and PostgreSQL in turn."""
-    settings = CatalogSettings(service_name="catalog", database_url=database_url, max_page_size=50)
+def settings(database_url, redis_server) -> CatalogSettings:
+    """The catalog on its own fresh database (SQLite and PostgreSQL in turn) and the session's Redis."""
+    return CatalogSettings(
+        service_name="catalog", database_url=database_url, redis_url=redis_server.url, max_page_size=50
+    )
+
+
+@pytest.fixture
+def client(settings):
+    """The catalog app, started (migrated, publishing) on ``settings``."""
     with TestClient(create_app(settings)) as client:
         yield client
 

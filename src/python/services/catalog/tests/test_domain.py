@@ -1,8 +1,12 @@
+import uuid
+from datetime import UTC, datetime
+
 import msgspec
 import pytest
 
 from catalog import domain
-from flotilla_contracts.catalog import Money, ProductPatch
+from flotilla_contracts.catalog import Money, Product, ProductPatch
+from flotilla_contracts.events import ProductCreated, ProductDeactivated, ProductPriceChanged
 
 
 def test_skus_are_matched_case_insensitively():
@@ -51,3 +55,48 @@ def test_an_inverted_price_range_is_refused():
 def test_patch_type_rejects_unknown_fields():
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(b'{"prcie": {"amount": 1, "currency": "EUR"}}', type=ProductPatch)
+
+
+_TEA = Product(
+    id=uuid.UUID("0b5f1c4e-8d7e-4a59-9c43-2f0a6c1d7e11"),
+    sku="TEA-1",
+    name="Tea",
+    description="",
+    price=Money(450, "EUR"),
+    active=True,
+    version=1,
+    created_at=datetime(2025, 1, 1, tzinfo=UTC),
+    updated_at=datetime(2025, 1, 1, tzinfo=UTC),
+)
+
+
+def test_a_created_product_is_announced_with_its_data():
+    assert domain.created_event(_TEA) == ProductCreated(
+        product_id=_TEA.id, sku="TEA-1", name="Tea", price=Money(450, "EUR"), active=True, version=1
+    )
+
+
+def test_a_new_price_is_an_event_with_the_previous_one():
+    after = msgspec.structs.replace(_TEA, price=Money(450, "USD"), version=2)
+    assert domain.change_events(_TEA, after) == [
+        ProductPriceChanged(
+            product_id=_TEA.id, sku="TEA-1", price=Money(450, "USD"), previous_price=Money(450, "EUR"), version=2
+        )
+    ]
+
+
+def test_a_deactivation_is_an_event_after_a_price_change_of_the_same_update():
+    after = msgspec.structs.replace(_TEA, price=Money(1, "EUR"), active=False, version=2)
+    assert [type(e) for e in domain.change_events(_TEA, after)] == [ProductPriceChanged, ProductDeactivated]
+
+
+@pytest.mark.parametrize(
+    "before, changes",
+    [
+        (_TEA, {"name": "Sencha", "description": "Steamed"}),  # no event of the contract for these
+        (msgspec.structs.replace(_TEA, active=False), {"active": True}),  # reactivation
+        (msgspec.structs.replace(_TEA, active=False), {"name": "Other"}),  # stays inactive
+    ],
+)
+def test_other_changes_are_no_event(before, changes):
+    assert domain.change_events(before, msgspec.structs.replace(before, **changes, version=2)) == []

@@ -146,11 +146,13 @@ def test_documented_problems_match_what_is_answered(client, create):
         assert response.headers["content-type"].split(";")[0] in documented
 
 
-def test_a_database_that_cannot_be_reached_is_a_503_problem_as_documented(tmp_path):
+def test_a_database_that_cannot_be_reached_is_a_503_problem_as_documented(tmp_path, redis_server):
     """The 503 every operation documents: the database went away (its own server, stopped here)."""
     server = start_postgres()
     try:
-        settings = CatalogSettings(service_name="catalog", database_url=server.create_database("catalog"))
+        settings = CatalogSettings(
+            service_name="catalog", database_url=server.create_database("catalog"), redis_url=redis_server.url
+        )
         with TestClient(create_app(settings)) as client:
             created = client.post("/products", json=NEW_PRODUCT, headers=ADMIN).json()
             documented = client.get("/schema/openapi.json").json()["paths"]

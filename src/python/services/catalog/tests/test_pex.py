@@ -63,16 +63,38 @@ def test_migrate_applies_the_schema_once(pex, tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
     first = _run(pex, "migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "applied  0001_create_products" in first.stdout
+    assert "applied  0001_create_products\napplied  0002_add_messaging_tables\n" in first.stdout
     again = _run(pex, "migrate", env=env)
     assert "0 migration(s) applied" in again.stdout
-    assert "applied  0001_create_products" in _run(pex, "migrate", "--status", env=env).stdout
+    assert _run(pex, "migrate", "--status", env=env).stdout.splitlines() == [
+        "current  0002",
+        "head     0002",
+        "up to date",
+    ]
 
 
-def test_the_pex_serves_the_api_on_its_embedded_defaults_and_stops_cleanly(pex, tmp_path):
+def test_migrate_downgrades_from_the_pex_and_refuses_an_unknown_revision(pex, tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/catalog.db"}
+    assert _run(pex, "migrate", env=env).returncode == 0
+    down = _run(pex, "migrate", "--downgrade", "-1", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "reverted  0002_add_messaging_tables" in down.stdout
+    assert "pending  0002_add_messaging_tables" in _run(pex, "migrate", "--status", env=env).stdout
+    unknown = _run(pex, "migrate", "--downgrade", "0042", env=env)
+    assert unknown.returncode == 2
+    assert "catalog: catalog.migrations: Can't locate revision identified by '0042'" in unknown.stderr
+
+
+def test_the_pex_serves_the_api_on_its_embedded_defaults_and_stops_cleanly(pex, tmp_path, redis_server):
     port = free_port()
-    # No settings at all but the port: the embedded SQLite default lives in ./.data of the cwd.
-    service = ServiceProcess([sys.executable, str(pex), "serve", "--port", str(port)], port=port, cwd=str(tmp_path))
+    # No settings but the port and Redis (its events go there): the embedded SQLite default lives
+    # in ./.data of the cwd.
+    service = ServiceProcess(
+        [sys.executable, str(pex), "serve", "--port", str(port)],
+        port=port,
+        cwd=str(tmp_path),
+        env={"REDIS_URL": redis_server.url},
+    )
     try:
         service.wait_ready(timeout=90)
         admin = {"x-caller-id": "ops", "x-caller-roles": "admin"}
@@ -92,3 +114,9 @@ def test_the_pex_serves_the_api_on_its_embedded_defaults_and_stops_cleanly(pex, 
     assert exit_code == 0, service.output()
     logs = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
     assert any(entry["msg"] == "stopping" for entry in logs)
+
+
+def test_serving_without_redis_fails_at_start_up_naming_the_setting(pex, tmp_path):
+    result = _run(pex, "serve", "--port", str(free_port()), env={"REDIS_URL": ""}, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "REDIS_URL" in result.stderr

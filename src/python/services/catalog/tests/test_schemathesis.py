@@ -21,11 +21,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> Iterator[ServiceProcess]:
+def catalog(tmp_path_factory, redis_server) -> Iterator[ServiceProcess]:
     port = free_port()
     env = {
         "PYTHONPATH": os.pathsep.join(sys.path),
         "LOG_LEVEL": "WARNING",
+        "REDIS_URL": redis_server.url,
         "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('catalog')}/catalog.db",
     }
     process = ServiceProcess([sys.executable, "-m", "catalog", "serve", "--port", str(port)], port=port, env=env)

@@ -1,0 +1,1 @@
+from flotilla_kit.testing.fixtures import redis_server

@@ -1,1 +1,0 @@
-"""Migrations used by the migration runner's tests."""

@@ -1,0 +1,5 @@
+from catalog.models import Base
+from flotilla_kit.migrations import run_env
+from flotilla_streams.schema import metadata as messaging_metadata
+
+run_env(Base.metadata, messaging_metadata)
