@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from flotilla_contracts.catalog import Product
 from flotilla_http.typed import NotFoundError, ServiceCallError, ServiceClient
+
 # Read here, not through flotilla_kit: a client must not pull in the service runtime.
 __version__ = (resources.files(__name__) / "VERSION").read_text().strip()
 

@@ -334,7 +334,9 @@ def _literal_assignments(source: str, names: set[str]) -> dict[str, object]:
         target, value = (
             (node.targets[0], node.value)
             if isinstance(node, ast.Assign) and len(node.targets) == 1
-            else (node.target, node.value) if isinstance(node, ast.AnnAssign) else (None, None)
+            else (node.target, node.value)
+            if isinstance(node, ast.AnnAssign)
+            else (None, None)
         )
         if isinstance(target, ast.Name) and target.id in names and value is not None:
             try:

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flotilla_contracts.events import (
-    PaymentCaptured,
-    PaymentDeclined,
-    PaymentRefunded,
-    StockRejected,
-    StockReserved,
-)
+from flotilla_contracts.events import PaymentCaptured, PaymentDeclined, PaymentRefunded, StockRejected, StockReserved
 from flotilla_streams.consumer import HandlerContext, Handlers
 from orders.domain import SagaEvent
 from orders.saga import Saga

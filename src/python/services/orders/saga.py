@@ -19,13 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_contracts.catalog import Money
-from flotilla_contracts.events import (
-    ORDERS_EVENTS,
-    Event,
-    OrderCancelled,
-    OrderConfirmed,
-    PaymentRequested,
-)
+from flotilla_contracts.events import ORDERS_EVENTS, Event, OrderCancelled, OrderConfirmed, PaymentRequested
 from flotilla_kit.pagination import as_utc
 from orders import domain
 from orders.models import Order, OrderStep

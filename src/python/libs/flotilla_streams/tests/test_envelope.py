@@ -14,7 +14,13 @@ from flotilla_streams.envelope import PayloadDecoder, UndecodableEntry, decode, 
 
 money = st.builds(Money, amount=st.integers(0, 10**12), currency=st.sampled_from(["EUR", "USD", "JPY"]))
 lines = st.lists(
-    st.builds(OrderLine, product_id=st.uuids(), sku=st.text(min_size=1, max_size=64), quantity=st.integers(1, 1000), unit_price=money),
+    st.builds(
+        OrderLine,
+        product_id=st.uuids(),
+        sku=st.text(min_size=1, max_size=64),
+        quantity=st.integers(1, 1000),
+        unit_price=money,
+    ),
     max_size=5,
 )
 orders = st.builds(OrderPlaced, order_id=st.uuids(), customer_id=st.text(max_size=40), lines=lines, total=money)
