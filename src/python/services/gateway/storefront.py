@@ -6,14 +6,14 @@ import asyncio
 import logging
 import uuid
 
-import msgspec
-
+from catalog_client import CatalogClient
 from flotilla_contracts.catalog import Product
-from flotilla_contracts.inventory import StockLevel
 from flotilla_contracts.storefront import Availability, StorefrontProduct
 from flotilla_http.client import HttpClient
 from flotilla_http.errors import UpstreamError
+from flotilla_http.typed import NotFoundError, ServiceCallError
 from flotilla_kit.problems import BadGateway, NotFound
+from inventory_client import InventoryClient
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +33,18 @@ async def storefront_product(client: HttpClient, product_id: uuid.UUID, *, timeo
 
 
 async def _product(client: HttpClient, product_id: uuid.UUID, timeout: float) -> Product:
-    response = await client.request("catalog", "GET", f"/products/{product_id}", timeout=timeout)
-    if response.status == 404:
-        raise NotFound(f"no product with id {product_id}")
-    if response.status != 200:
-        raise BadGateway(f"catalog answered {response.status}")
     try:
-        return response.json(Product)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise BadGateway(f"catalog answered with an unexpected body: {exc}") from None
+        return await CatalogClient(client, timeout=timeout).get_product(product_id)
+    except NotFoundError:
+        raise NotFound(f"no product with id {product_id}") from None
+    except ServiceCallError as exc:
+        raise BadGateway(f"catalog answered {exc.status}: {exc.detail}") from None
 
 
 async def _availability(client: HttpClient, product_id: uuid.UUID, timeout: float) -> Availability:
     try:
-        response = await client.request("inventory", "GET", f"/stock/{product_id}", timeout=timeout)
-        if response.status != 200:
-            return _UNKNOWN
-        level = response.json(StockLevel)
-    except (UpstreamError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        level = await InventoryClient(client, timeout=timeout).get_stock(product_id)
+    except (UpstreamError, ServiceCallError) as exc:
         log.info("availability unknown: %s", exc, extra={"product_id": str(product_id)})
         return _UNKNOWN
     return Availability(status="in_stock" if level.available > 0 else "out_of_stock", available=level.available)
