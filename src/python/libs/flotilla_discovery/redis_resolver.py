@@ -70,6 +70,7 @@ class RedisResolver:
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._registration_listeners: list[Callable[[Instance], None]] = []
 
     def add_registration_listener(self, listener: Callable[[Instance], None]) -> None:
@@ -88,17 +89,25 @@ class RedisResolver:
         """
         if self._listener is not None:
             return
+        self._closing = False
         pubsub = await self._subscribe_or_none()
         self._listener = asyncio.create_task(self._listen(pubsub), name="flotilla-discovery-resolver")
 
     async def close(self) -> None:
         """Stop the listener task; the cache stays usable (refreshing by age only)."""
-        if self._listener is None:
+        listener, self._listener = self._listener, None
+        if listener is None:
             return
-        self._listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._listener
-        self._listener = None
+        # Told to stop as well as cancelled: on Python 3.11 redis-py can swallow a cancellation (a
+        # command's send is an asyncio.wait_for, which drops a cancellation that meets its result:
+        # CPython gh-86296), and the listener would then run on and this wait never end.
+        self._closing = True
+        listener.cancel()
+        # asyncio.wait, not ``await listener`` under suppress(CancelledError): that would take a
+        # cancellation of the caller's own for the listener's, and swallow it too.
+        await asyncio.wait((listener,))
+        if not listener.cancelled():
+            listener.result()  # an error that ended it, as before
 
     async def instances(self, service: str) -> list[Instance]:
         """Live instances of ``service``, sorted by instance id (a new list, safe to change).
@@ -164,7 +173,7 @@ class RedisResolver:
         return pubsub
 
     async def _listen(self, pubsub: PubSub | None) -> None:
-        while True:
+        while not self._closing:
             if pubsub is None:
                 await asyncio.sleep(_RESUBSCRIBE_SECONDS)
                 pubsub = await self._subscribe_or_none()
@@ -183,8 +192,11 @@ class RedisResolver:
             pubsub = None
 
     async def _handle_messages(self, pubsub: PubSub) -> None:
-        """Re-read a service when it announces a change, and every cached one once it gets old."""
-        while True:
+        """Re-read a service when it announces a change, and every cached one once it gets old.
+
+        Returns once the resolver is closing (checked before every wait for a message).
+        """
+        while not self._closing:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self._seconds_until_due())
             if message is not None and message.get("type") == "pmessage":
                 service = as_text(message["channel"]).removeprefix(self._prefix)

@@ -84,16 +84,26 @@ def messaging(
             relay_task = asyncio.create_task(relay.run(), name="outbox relay")
             tasks.append(relay_task)
             checks["outbox relay"] = _relay_check(relay, relay_task)
+        stopping = asyncio.Event()
         background = [
-            asyncio.create_task(_every(stats_interval_seconds, _update_stats, client, running, consumer_metrics)),
+            asyncio.create_task(
+                _every(stopping, stats_interval_seconds, _update_stats, client, running, consumer_metrics),
+                name="stream stats",
+            ),
         ]
         if retention:
             background.append(
-                asyncio.create_task(_every(retention_interval_seconds, _apply_retention, client, retention))
+                asyncio.create_task(
+                    _every(stopping, retention_interval_seconds, _apply_retention, client, retention),
+                    name="stream retention",
+                )
             )
         try:
             yield
         finally:
+            # Cancelled for a prompt stop, and told to stop as well: a cancellation can be lost (see
+            # _every), and a loop that lost it must still end, or the gather below waits for ever.
+            stopping.set()
             for task in background:
                 task.cancel()
             # Consumers finish the batch at hand; the relay flushes what is committed.
@@ -135,12 +145,19 @@ def _relay_check(relay: OutboxRelay, task: asyncio.Task[None]) -> ReadinessCheck
     return check
 
 
-async def _every(seconds: float, job: Any, *args: Any) -> None:
-    while True:
+async def _every(stopping: asyncio.Event, seconds: float, job: Any, *args: Any) -> None:
+    # Ends on ``stopping``, not only on cancellation: on Python 3.11 a cancellation that arrives as
+    # redis-py finishes writing a command is swallowed (its send is an asyncio.wait_for, which
+    # returns the result instead of raising when the cancellation and the result meet: CPython
+    # gh-86296, fixed in 3.12), and the job goes on as if nothing happened. So the flag is checked
+    # after every pass, before sleeping; a cancellation that does arrive ends the sleep at once.
+    while not stopping.is_set():
         try:
             await job(*args)
         except (RedisError, OSError) as exc:
             log.warning("%s failed: %s", job.__name__, exc)
+        if stopping.is_set():
+            return
         await asyncio.sleep(seconds)
 
 

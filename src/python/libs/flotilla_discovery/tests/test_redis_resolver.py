@@ -1,4 +1,5 @@
 import asyncio
+import sys
 
 import pytest
 from redis.exceptions import ConnectionError
@@ -6,6 +7,7 @@ from redis.exceptions import ConnectionError
 from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.errors import DiscoveryUnavailable, NoInstances
 from flotilla_discovery.instance import Instance
+from flotilla_discovery.redis_store import RedisStore
 from flotilla_discovery.registry import RedisRegistry
 from flotilla_discovery.resolver import RedisResolver
 from flotilla_kit.testing.waiting import eventually
@@ -251,3 +253,36 @@ async def test_the_resolver_picks_up_changes_after_redis_comes_back(own_redis_se
         await eventually(sees_new_instance, timeout=30, what="a notification after the restart")
     finally:
         await resolver.close()
+
+
+async def test_close_ends_the_listener_even_when_a_reread_lost_its_cancellation(client, monkeypatch):
+    """redis-py writes a command inside asyncio.wait_for; on Python 3.11 a cancellation that arrives
+    just as the write completes is dropped and the command goes on (CPython gh-86296). A listener
+    that lost its cancellation so kept ``close`` (and the app's shutdown) waiting for ever."""
+    registry = RedisRegistry(client)
+    await registry.register(catalog("a"))
+    resolver = RedisResolver(client, refresh_seconds=AN_HOUR)
+    await resolver.start()
+    assert await ids(resolver) == ["a"]
+    written = asyncio.Event()
+    lost: list[bool] = []
+
+    async def write() -> None:
+        # Wakes the test before wait_for's own waiter is released: the test closes the resolver,
+        # cancelling the listener exactly between the write's completion and wait_for's return.
+        written.set()
+
+    async def live_sending_like_redis_py(_store: RedisStore, _service: str) -> list[Instance]:
+        await asyncio.wait_for(write(), 10)
+        task = asyncio.current_task()
+        assert task is not None
+        lost.append(task.cancelling() > 0)  # cancelled, yet still running
+        return []
+
+    monkeypatch.setattr(RedisStore, "live", live_sending_like_redis_py)
+    await registry.register(catalog("b"))  # its announcement makes the listener re-read catalog
+    await written.wait()
+    async with asyncio.timeout(30):  # a guard: without the fix, close never returns
+        await resolver.close()
+    if sys.version_info < (3, 12):  # the race is Python 3.11's: make sure this test provoked it
+        assert lost == [True]

@@ -3,7 +3,7 @@
 import argparse
 import asyncio
 import dataclasses
-import os
+import sys
 import uuid
 from types import SimpleNamespace
 
@@ -20,6 +20,7 @@ from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing.redis import start_redis
 from flotilla_kit.testing.waiting import eventually
 from flotilla_redis.factory import create_redis
+from flotilla_streams import component as component_module
 from flotilla_streams.cli import dlq_command
 from flotilla_streams.component import ConsumerSpec, messaging
 from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers
@@ -137,16 +138,6 @@ async def _dlq(client, n) -> bool:
     return len(await list_entries(client, STREAM)) == n
 
 
-# An open defect (session 4): now and then (about one run in five, more under load) leaving the
-# TestClient of these apps hangs in the app's shutdown; the cause is not found yet (not the consumer
-# or relay tasks, not the shared pool). Until it is, CI skips the three tests it was seen in, and they
-# run everywhere else: `pytest src/python/libs/flotilla_streams/tests/test_service.py` repeated shows it.
-HANGS_AT_SHUTDOWN_NOW_AND_THEN = pytest.mark.skipif(
-    bool(os.environ.get("CI")), reason="intermittent hang at app shutdown, cause open (see the comment above)"
-)
-
-
-@HANGS_AT_SHUTDOWN_NOW_AND_THEN
 async def test_a_consumer_that_dies_on_an_unexpected_redis_error_is_not_ready_restarts_and_recovers(
     tmp_path, redis_server, client
 ):
@@ -211,7 +202,6 @@ async def test_an_outbox_relay_stopped_by_an_unexpected_error_is_not_ready_resta
         await eventually(lambda: _length(client, PRODUCTS, 1), what="the event relayed after the restart")
 
 
-@HANGS_AT_SHUTDOWN_NOW_AND_THEN
 async def test_an_outbox_relay_that_cannot_write_to_redis_is_not_ready_until_it_relays_again(
     tmp_path, redis_server, client
 ):
@@ -237,7 +227,6 @@ async def _not_ready_because(http, *parts: str) -> bool:
     return answer.status_code == 503 and all(part in answer.json()["detail"] for part in parts)
 
 
-@HANGS_AT_SHUTDOWN_NOW_AND_THEN
 async def test_discovery_and_messaging_of_a_service_share_one_redis_pool(tmp_path):
     server = start_redis()  # its own: every connection to it is the service's or this test's
     observer = create_redis(server.url)
@@ -326,3 +315,42 @@ async def test_leaving_the_component_ends_its_background_tasks_before_the_kit_cl
         started = asyncio.all_tasks() - before
         assert len(started) == 2
     assert all(task.done() for task in started)
+
+
+async def test_leaving_the_component_ends_a_background_job_that_lost_its_cancellation(
+    redis_server, client, monkeypatch
+):
+    """redis-py writes a command inside asyncio.wait_for; on Python 3.11 a cancellation that arrives
+    just as the write completes is dropped and the command goes on (CPython gh-86296). A stats or
+    retention loop that lost its cancellation so once kept the app's shutdown waiting for ever."""
+    written = asyncio.Event()
+    lost: list[bool] = []
+
+    async def write() -> None:
+        # Wakes the test before wait_for's own waiter is released: the test leaves the component,
+        # cancelling the job exactly between the write's completion and wait_for's return.
+        written.set()
+
+    async def trim_sending_like_redis_py(_client, _stream, _policy) -> int:
+        await asyncio.wait_for(write(), 10)
+        task = asyncio.current_task()
+        assert task is not None
+        lost.append(task.cancelling() > 0)  # cancelled, yet still running
+        return 0
+
+    monkeypatch.setattr(component_module, "trim", trim_sending_like_redis_py)
+    state = SimpleNamespace(
+        settings=SimpleNamespace(redis_url=redis_server.url),
+        redis=client,
+        metrics=SimpleNamespace(registry=CollectorRegistry()),
+        readiness_checks={},
+    )
+    component = messaging(retention={STREAM: RetentionPolicy(max_length=100)}, retention_interval_seconds=0.01)
+    before = asyncio.all_tasks()
+    async with asyncio.timeout(30):  # a guard: without the fix, leaving the component never returns
+        async with component(SimpleNamespace(state=state)):
+            started = asyncio.all_tasks() - before
+            await written.wait()
+    assert all(task.done() for task in started)
+    if sys.version_info < (3, 12):  # the race is Python 3.11's: make sure this test provoked it
+        assert lost == [True]
