@@ -3,7 +3,8 @@
 ``Outbox.add`` writes the event row in the caller's transaction, so the event exists exactly when
 the change does. ``OutboxRelay`` forwards unsent rows in id order with pipelined XADD and marks them
 sent in the same database transaction; it wakes when a transaction that added events commits, and
-polls too (for rows added by other processes). When Redis is down it backs off and catches up
+polls too (for rows added by other processes). Replicas sharing a database relay one pass at
+a time (a PostgreSQL advisory lock; on SQLite a lease row, flotilla_streams.relay_lease). When Redis is down it backs off and catches up
 later: an event is delayed, never lost. A crash between XADD and the commit re-sends a batch;
 consumers' inboxes make that harmless. Any other error (a bug, a row it cannot send) stops the
 relay's loop only: it is logged with its traceback, counted, and the loop restarts after a backoff;
@@ -13,6 +14,7 @@ relay's loop only: it is logged with its traceback, counted, and the loop restar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -31,6 +33,7 @@ from flotilla_kit.db import Database
 from flotilla_streams.envelope import Envelope, encode, wrap
 from flotilla_streams.metrics import OutboxMetrics
 from flotilla_streams.publisher import publish_encoded
+from flotilla_streams.relay_lease import RelayLease
 from flotilla_streams.schema import outbox
 
 __all__ = ["Outbox", "OutboxMetrics", "OutboxRelay"]  # OutboxMetrics lives in metrics, imported here too
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _WAKE_HOOKED = "flotilla_outbox_wake_hooked"
 _RELAY_LOCK = 0x0F1077B0  # pg advisory lock key of the relay
+_BUSY_RETRY_SECONDS = 0.005
 
 
 class Outbox:
@@ -98,6 +102,8 @@ class OutboxRelay:
         self.max_restart_backoff = max_restart_backoff
         self.keep_sent_for = keep_sent_for
         self.metrics = metrics
+        self._lease = RelayLease() if db.is_sqlite else None
+        self._another_relay_busy = False  # the last pass found another relay at work
         self._stopping = asyncio.Event()
         self._restarts = 0  # since the loop last relayed successfully
         # Why the relay is not relaying right now (Redis or the database failing, or a restart after
@@ -160,7 +166,11 @@ class OutboxRelay:
                 log.warning("outbox relay failed, retrying in %.2fs: %s: %s", delay, type(exc).__name__, exc)
                 await self._sleep(delay)
                 continue
-            if sent < self.batch_size:
+            if self._another_relay_busy:
+                # A replica's relay is mid-pass: what this process committed may be newer than what
+                # that pass read, so try again as soon as it is likely done, not at the next poll.
+                await self._sleep(_BUSY_RETRY_SECONDS)
+            elif sent < self.batch_size:
                 await self._wait_for_work()
 
     async def _flush(self) -> None:
@@ -174,6 +184,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Forward one batch; returns how many events were sent."""
+        self._another_relay_busy = False
         if self.db.is_sqlite:
             return await self._relay_sqlite()
         return await self._relay_postgres()
@@ -182,6 +193,7 @@ class OutboxRelay:
         async with self.db.transaction() as session:
             # One relay at a time per database keeps order per producer; others skip the pass.
             if not await session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_RELAY_LOCK))):
+                self._another_relay_busy = True
                 return 0
             rows = await self._unsent(session)
             if rows:
@@ -190,15 +202,28 @@ class OutboxRelay:
         return len(rows)
 
     async def _relay_sqlite(self) -> int:
-        # Read, send, then mark in a short write transaction: holding SQLite's single write lock
-        # across the Redis round trip would stall every writer of the service. (A SQLite database
-        # has one relay: the one process that owns the file.)
-        async with self.db.reader() as session:
+        # Read under the lease, send, then mark in a short write transaction: holding SQLite's
+        # single write lock across the Redis round trip would stall every writer of the service.
+        # The lease keeps the passes of replicas sharing the file apart (flotilla_streams.relay_lease).
+        assert self._lease is not None
+        async with self.db.transaction() as session:
+            if not await self._lease.take(session):
+                self._another_relay_busy = True
+                return 0
             rows = await self._unsent(session)
-        if rows:
+            if not rows:
+                await self._lease.give_back(session)
+                return 0
+        try:
             await self._send(rows)
-            async with self.db.transaction() as session:
-                await self._mark_sent(session, rows)
+        except BaseException:
+            with contextlib.suppress(Exception):  # else it expires, and another relay takes over then
+                async with self.db.transaction() as session:
+                    await self._lease.give_back(session)
+            raise
+        async with self.db.transaction() as session:
+            await self._mark_sent(session, rows)
+            await self._lease.give_back(session)
         return len(rows)
 
     async def _unsent(self, session: AsyncSession) -> Sequence[Any]:
