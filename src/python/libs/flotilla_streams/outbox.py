@@ -3,9 +3,9 @@
 ``Outbox.add`` writes the event row in the caller's transaction, so the event exists exactly when
 the change does. ``OutboxRelay`` forwards unsent rows in id order with pipelined XADD and marks them
 sent in the same database transaction; it wakes when a transaction that added events commits, and
-polls too (for rows added by other processes). Replicas sharing a database relay one pass at
-a time (a PostgreSQL advisory lock; on SQLite a lease row, flotilla_streams.relay_lease). When Redis is down it backs off and catches up
-later: an event is delayed, never lost. A crash between XADD and the commit re-sends a batch;
+polls too (for rows added by other processes). Replicas sharing a database relay one pass at a
+time (a PostgreSQL advisory lock; on SQLite a lease row, flotilla_streams.relay_lease). When Redis
+is down it backs off and catches up later: an event is delayed, never lost. A crash between XADD and the commit re-sends a batch;
 consumers' inboxes make that harmless. Any other error (a bug, a row it cannot send) stops the
 relay's loop only: it is logged with its traceback, counted, and the loop restarts after a backoff;
 ``last_error`` says why the relay is not relaying meanwhile (the service's readiness check).
