@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,10 +25,10 @@ from inventory.domain import StockChange
 from inventory.models import Reservation as ReservationRow
 from inventory.models import ReservationLine, Stock, StockMovement
 
-stock = Stock.__table__
-movements = StockMovement.__table__
-reservations = ReservationRow.__table__
-reservation_lines = ReservationLine.__table__
+stock = cast(sa.Table, Stock.__table__)
+movements = cast(sa.Table, StockMovement.__table__)
+reservations = cast(sa.Table, ReservationRow.__table__)
+reservation_lines = cast(sa.Table, ReservationLine.__table__)
 
 
 class StockChangedUnderLock(RuntimeError):
