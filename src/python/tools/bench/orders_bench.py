@@ -117,19 +117,35 @@ class Result:
     half: list[float]  # latencies at half that rate, paced
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+def _process_tree_cpu() -> dict[int, tuple[int, float]]:
+    """Every process's (parent pid, CPU seconds so far), from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        found[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
+    return found
 
 
 def _cpu_by_service(platform: Platform) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    processes = {name: p.process.pid for name, p in platform.instances.items()}
+    """CPU seconds so far of each service's processes (a service's server runs its app in a child)."""
+    processes = _process_tree_cpu()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _cpu) in processes.items():
+        children.setdefault(parent, []).append(pid)
+
+    def tree(pid: int) -> float:
+        return processes.get(pid, (0, 0.0))[1] + sum(tree(child) for child in children.get(pid, []))
+
+    roots = {name: p.process.pid for name, p in platform.instances.items()}
     assert platform.gateway is not None
-    processes["gateway"] = platform.gateway.process.pid
-    for instance, pid in processes.items():
+    roots["gateway"] = platform.gateway.process.pid
+    totals: dict[str, float] = {}
+    for instance, pid in roots.items():
         service = instance.split("-")[0]
-        totals[service] = totals.get(service, 0.0) + _cpu_seconds(pid)
+        totals[service] = totals.get(service, 0.0) + tree(pid)
     return totals
 
 
