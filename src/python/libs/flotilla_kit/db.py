@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, create_engine, event, text
+from sqlalchemy import Row, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -28,17 +30,24 @@ _ASYNC_DRIVERS = {
 }
 _WRITE_OPTION = "flotilla_write"
 _SINGLE_STATEMENT_OPTION = "flotilla_single_statement"
+# How long a SQLite writer waits for the write lock, in this process's queue or in SQLite's busy handler.
+_BUSY_TIMEOUT_SECONDS = 5.0
 _SQLITE_PRAGMAS = (
     "journal_mode=WAL",
     "synchronous=NORMAL",  # durable across process crashes; WAL's recommended level
     "foreign_keys=ON",
-    "busy_timeout=5000",
+    f"busy_timeout={int(_BUSY_TIMEOUT_SECONDS * 1000)}",
 )
 # Threads (and pooled connections) for single-statement reads of a SQLite file.
 _SQLITE_READ_THREADS = 4
 
 
 _T = TypeVar("_T")
+
+# The Database whose SQLite write lock is held, and the task holding it (see Database.transaction).
+_holding_write_lock: ContextVar[tuple[Database, asyncio.Task[Any] | None] | None] = ContextVar(
+    "flotilla_holding_write_lock", default=None
+)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -137,6 +146,7 @@ class Database:
         for engine in (self.engine.sync_engine, self._sync_reads):
             if engine is not None:
                 _report_unavailability(engine)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._single_statement = self.engine.execution_options(**{_SINGLE_STATEMENT_OPTION: True})
         self._writer = async_sessionmaker(
@@ -177,9 +187,36 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a write transaction: committed on normal exit, rolled back on error."""
-        async with self._writer.begin() as session:
-            yield session
+        """A session in a write transaction: committed on normal exit, rolled back on error.
+
+        On SQLite the writers of this process queue for the file's one write lock here, in order,
+        rather than in SQLite's busy handler, which sleeps between retries (1, 2, 5 ... 100 ms) and
+        so adds milliseconds to every contended commit (the busy timeout still orders writers of
+        different processes). A task that opens a transaction inside its own raises RuntimeError;
+        a writer that waits longer than the busy timeout raises DatabaseUnavailable, as SQLite's
+        "database is locked" would.
+        """
+        if self._write_lock is None:
+            async with self._writer.begin() as session:
+                yield session
+            return
+        task = asyncio.current_task()
+        if _holding_write_lock.get() == (self, task):
+            raise RuntimeError("a write transaction inside another one on SQLite would wait for itself")
+        try:
+            async with asyncio.timeout(_BUSY_TIMEOUT_SECONDS):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"no write lock within {_BUSY_TIMEOUT_SECONDS:g}s: the database is busy"
+            ) from None
+        token = _holding_write_lock.set((self, task))
+        try:
+            async with self._writer.begin() as session:
+                yield session
+        finally:
+            _holding_write_lock.reset(token)
+            self._write_lock.release()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
@@ -226,3 +263,14 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, for logs and /info."""
         return self.url.render_as_string(hide_password=True)
+
+
+def insert_unless_conflicting(session: AsyncSession, table: Table, *, on: Sequence[str]) -> Any:
+    """An INSERT into ``table`` that skips rows whose ``on`` columns (a unique key) exist already.
+
+    ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL). On PostgreSQL a row that
+    a concurrent transaction is inserting makes this wait for it and then skip, where a plain INSERT
+    would fail the whole transaction. Add ``.returning(...)`` to learn which rows went in.
+    """
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(on))

@@ -25,6 +25,7 @@ from flotilla_contracts.events import CATALOG_EVENTS
 from flotilla_kit.db import Database
 from flotilla_kit.identity import require_role
 from flotilla_kit.openapi import problem_responses
+from flotilla_kit.pagination import as_utc
 from flotilla_kit.problems import BadRequest, Conflict, NotFound, Unprocessable
 from flotilla_streams.outbox import Outbox
 
@@ -48,8 +49,8 @@ def _to_product(row: Any) -> Product:
         price=Money(row.price_amount, row.currency),
         active=row.active,
         version=row.version,
-        created_at=domain.as_utc(row.created_at),
-        updated_at=domain.as_utc(row.updated_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
     )
 
 
@@ -73,7 +74,7 @@ class ProductController(Controller):
     @get("/by-sku/{sku:str}", responses=problem_responses({404: "No product has this SKU."}))
     async def get_product_by_sku(self, db: NamedDependency[Database], sku: FromPath[str]) -> Product:
         normalized = domain.normalize_sku(sku)
-        row = await db.fetch_one(_select_products.where(_columns.sku == normalized))
+        row = await db.fetch_one(_select_products.where(_columns.sku == normalized)) if domain.is_sku(sku) else None
         if row is None:
             raise NotFound(f"no product with SKU {normalized!r}")
         return _to_product(row)
@@ -88,7 +89,11 @@ class ProductController(Controller):
             str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")
         ] = None,
         q: Annotated[
-            str | None, QueryParameter(min_length=1, max_length=100, description="text in SKU, name or description")
+            str | None,
+            # No control characters: a NUL cannot be compared with PostgreSQL text (a 500 otherwise).
+            QueryParameter(
+                pattern=r"^[^\x00-\x1f\x7f]+$", max_length=100, description="text in SKU, name or description"
+            ),
         ] = None,
         active: Annotated[bool | None, QueryParameter()] = None,
         currency: Annotated[str | None, QueryParameter(pattern=r"^[A-Z]{3}$")] = None,
@@ -100,7 +105,7 @@ class ProductController(Controller):
             raise BadRequest(f"limit {limit} is above the largest page size, {settings.max_page_size}")
         try:
             domain.check_price_range(min_price, max_price)
-            after_sku = domain.decode_cursor(cursor) if cursor else None
+            after_sku = domain.parse_sku_cursor(cursor) if cursor else None
         except domain.InvalidQuery as exc:
             raise BadRequest(str(exc)) from None
         query = _select_products.order_by(_columns.sku).limit(limit + 1)
@@ -126,7 +131,7 @@ class ProductController(Controller):
             query = query.where(_columns.price_amount <= max_price)
         rows = await db.fetch_all(query)
         items = [_to_product(row) for row in rows[:limit]]
-        next_cursor = domain.encode_cursor(items[-1].sku) if len(rows) > limit else None
+        next_cursor = domain.sku_cursor(items[-1].sku) if len(rows) > limit else None
         return ProductPage(items=items, next_cursor=next_cursor)
 
     @post(

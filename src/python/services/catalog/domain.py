@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime
-
 import msgspec
 
-from flotilla_contracts.catalog import Money, Product, ProductPatch
+from flotilla_contracts.catalog import Money, Product, ProductPatch, Sku
 from flotilla_contracts.events import ProductCreated, ProductDeactivated, ProductPriceChanged
+from flotilla_kit.pagination import InvalidCursor, decode_cursor, encode_cursor
 
 # ISO 4217 codes the shop prices in, with their minor-unit exponent (JPY has none).
 CURRENCY_EXPONENTS = {
@@ -94,24 +91,32 @@ def change_events(before: Product, after: Product) -> list[ProductPriceChanged |
     return events
 
 
-def encode_cursor(last_sku: str) -> str:
-    """An opaque cursor for keyset pagination by SKU (stable while products are added)."""
-    return base64.urlsafe_b64encode(last_sku.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
+def is_sku(raw: str) -> bool:
+    """Whether ``raw`` can name a product at all (the contract's Sku, in any case): anything else
+    is answered without a query, which could not hold it anyway (PostgreSQL text has no NUL)."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeError, ValueError):
+        msgspec.convert(raw, Sku)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def sku_cursor(last_sku: str) -> str:
+    """An opaque cursor for keyset pagination by SKU (stable while products are added)."""
+    return encode_cursor(last_sku)
+
+
+def parse_sku_cursor(cursor: str) -> str:
+    """The SKU in a cursor of ``sku_cursor``; raises InvalidQuery for a cursor not issued here."""
+    try:
+        [sku] = decode_cursor(cursor, arity=1)
+    except InvalidCursor:
         raise InvalidQuery(f"invalid cursor {cursor!r}") from None
+    if not isinstance(sku, str) or not is_sku(sku):
+        raise InvalidQuery(f"invalid cursor {cursor!r}")
+    return sku
 
 
 def check_price_range(min_price: int | None, max_price: int | None) -> None:
     if min_price is not None and max_price is not None and min_price > max_price:
         raise InvalidQuery(f"min_price ({min_price}) is above max_price ({max_price})")
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time the catalog stores is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -14,12 +14,13 @@ from flotilla_contracts.notifications import Notification, NotificationPage
 from flotilla_kit.db import Database
 from flotilla_kit.identity import CALLER_ID_HEADER, caller_roles
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.pagination import InvalidCursor, as_utc
+from flotilla_kit.pagination import InvalidCursor, as_utc, created_cursor, parse_created_cursor
 from flotilla_kit.problems import BadRequest, Forbidden, Unauthorized
 from notifications import domain
 from notifications.models import Notification as NotificationRow
 
 MAX_PAGE_SIZE = 200
+_CUSTOMER_ID = r"^[^\x00-\x1f\x7f]+$"
 
 _columns = NotificationRow.__table__.c
 _select_notifications = sa.select(NotificationRow.__table__)
@@ -55,7 +56,9 @@ class NotificationController(Controller):
         db: NamedDependency[Database],
         order_id: Annotated[uuid.UUID | None, QueryParameter(description="only this order's")] = None,
         customer_id: Annotated[
-            str | None, QueryParameter(min_length=1, max_length=200, description="only this customer's (admin)")
+            str | None,
+            # No control characters: PostgreSQL text cannot hold a NUL, and the query would fail with a 500.
+            QueryParameter(pattern=_CUSTOMER_ID, max_length=200, description="only this customer's (admin)"),
         ] = None,
         cursor: Annotated[
             str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")
@@ -79,11 +82,11 @@ class NotificationController(Controller):
             query = query.where(_columns.order_id == order_id)
         if cursor:
             try:
-                after = domain.parse_page_cursor(cursor)
+                after = parse_created_cursor(cursor)
             except InvalidCursor as exc:
                 raise BadRequest(str(exc)) from None
             query = query.where(sa.tuple_(_columns.created_at, _columns.id) > sa.tuple_(*after))
         rows = await db.fetch_all(query)
         items = [_to_notification(row) for row in rows[:limit]]
-        next_cursor = domain.page_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        next_cursor = created_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
         return NotificationPage(items=items, next_cursor=next_cursor)

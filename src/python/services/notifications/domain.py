@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.events import OrderCancelled, OrderConfirmed
 from flotilla_contracts.notifications import NotificationKind
-from flotilla_kit.pagination import InvalidCursor, decode_cursor, encode_cursor, parse_timestamp_key, timestamp_key
 
 # ISO 4217 currencies whose minor unit is not the hundredth (the rest have two decimals).
 _DECIMALS = {
@@ -60,17 +57,3 @@ def customer_filter(*, caller_id: str, is_admin: bool, asked_for: str | None) ->
     if asked_for is not None and asked_for != caller_id:
         raise NotAllowed("a customer can read only their own notifications")
     return caller_id
-
-
-def page_cursor(created_at: datetime, notification_id: uuid.UUID) -> str:
-    """The cursor after a notification, in the list's order (creation time, then id)."""
-    return encode_cursor(timestamp_key(created_at), str(notification_id))
-
-
-def parse_page_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The sort key in a cursor of ``page_cursor``; raises InvalidCursor for any other string."""
-    created_at, notification_id = decode_cursor(cursor, arity=2)
-    try:
-        return parse_timestamp_key(created_at), uuid.UUID(str(notification_id))
-    except ValueError:
-        raise InvalidCursor(f"invalid cursor {cursor!r}") from None

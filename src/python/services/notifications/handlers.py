@@ -1,9 +1,10 @@
 """What notifications does with orders.events: record one notification per order and outcome.
 
 Handlers run in the consumer's batch transaction with the inbox, so an exact redelivery never
-reaches them. Another event of the same outcome (a new event id for an order already told) finds
-the existing row and records nothing; if two instances race on one database, the unique
-(order_id, kind) fails the second insert's transaction and the consumer's retry finds the row.
+reaches them. Another event of the same outcome (a new event id for an order already told) meets
+the unique (order_id, kind) and records nothing. The insert skips the conflict instead of failing
+on it: when two instances race on one PostgreSQL database, the second waits for the first and
+skips, where a failed insert would roll back its whole batch and run it again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from flotilla_contracts.events import OrderCancelled, OrderConfirmed
+from flotilla_kit.db import insert_unless_conflicting
 from flotilla_streams.consumer import HandlerContext, Handlers
 from notifications import domain
 from notifications.models import Notification
@@ -43,13 +45,8 @@ async def _record(event: OrderConfirmed | OrderCancelled, ctx: HandlerContext) -
     if session is None:  # the group is built with the inbox; a bare consumer would be a wiring bug
         raise RuntimeError("notifications handlers need the consumer's transaction")
     new = domain.notification_for(event)
-    told = await session.scalar(
-        sa.select(_columns.id).where(_columns.order_id == event.order_id, _columns.kind == new.kind)
-    )
-    if told is not None:
-        return
     await session.execute(
-        sa.insert(_notifications).values(
+        insert_unless_conflicting(session, _notifications, on=["order_id", "kind"]).values(
             id=uuid.uuid4(),
             order_id=event.order_id,
             customer_id=event.customer_id,

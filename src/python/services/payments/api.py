@@ -15,9 +15,8 @@ from flotilla_contracts.payments import Payment, PaymentPage, PaymentStatus
 from flotilla_kit.db import Database
 from flotilla_kit.identity import require_role
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.pagination import InvalidCursor, as_utc
+from flotilla_kit.pagination import InvalidCursor, as_utc, created_cursor, parse_created_cursor
 from flotilla_kit.problems import BadRequest, NotFound
-from payments import domain
 from payments.models import Payment as PaymentRow
 
 MAX_PAGE_SIZE = 200
@@ -67,11 +66,11 @@ class PaymentController(Controller):
             query = query.where(_columns.status == status)
         if cursor:
             try:
-                after = domain.parse_page_cursor(cursor)
+                after = parse_created_cursor(cursor)
             except InvalidCursor as exc:
                 raise BadRequest(str(exc)) from None
             query = query.where(sa.tuple_(_columns.created_at, _columns.id) > sa.tuple_(*after))
         rows = await db.fetch_all(query)
         items = [_to_payment(row) for row in rows[:limit]]
-        next_cursor = domain.page_cursor(items[-1].created_at, items[-1].payment_id) if len(rows) > limit else None
+        next_cursor = created_cursor(items[-1].created_at, items[-1].payment_id) if len(rows) > limit else None
         return PaymentPage(items=items, next_cursor=next_cursor)

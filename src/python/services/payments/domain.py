@@ -8,13 +8,10 @@ make every other repetition harmless, from the state of the order's payment row 
 from __future__ import annotations
 
 import enum
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.payments import PaymentStatus
-from flotilla_kit.pagination import InvalidCursor, decode_cursor, encode_cursor, parse_timestamp_key, timestamp_key
 
 ORDER_CANCELLED = "order cancelled"
 # What a payment recorded before any request holds as its amount: ISO 4217's "no currency".
@@ -60,18 +57,5 @@ def on_order_cancelled(existing: Existing | None) -> OnCancel:
 
 
 def cancellation_reason(order_reason: str) -> str:
+    """The reason a payment row records for its order's cancellation."""
     return f"{ORDER_CANCELLED}: {order_reason}" if order_reason else ORDER_CANCELLED
-
-
-def page_cursor(created_at: datetime, payment_id: uuid.UUID) -> str:
-    """The cursor after a payment, in the list's order (creation time, then id)."""
-    return encode_cursor(timestamp_key(created_at), str(payment_id))
-
-
-def parse_page_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The sort key in a cursor of ``page_cursor``; raises InvalidCursor for any other string."""
-    created_at, payment_id = decode_cursor(cursor, arity=2)
-    try:
-        return parse_timestamp_key(created_at), uuid.UUID(str(payment_id))
-    except ValueError:
-        raise InvalidCursor(f"invalid cursor {cursor!r}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import random
+import hashlib
 from dataclasses import dataclass
 
 from flotilla_contracts.catalog import Money
@@ -38,8 +38,12 @@ class ProviderUnavailable(Exception):
 class SimulatedProvider:
     """Captures payments by ``decide``, after an injected latency, failing at an injected rate.
 
-    Failures are drawn from a random generator seeded once per process, so a run is reproducible.
-    ``attempts`` and ``failures`` count calls, for tests and for a look from a debugger.
+    A capture carries an idempotency key (the order id, as a real provider's API asks for) and its
+    attempt number (the event's delivery). Whether it fails is drawn from (seed, key, attempt)
+    alone, not from a generator shared by all calls: the same run fails the same payments whatever
+    the order in which they arrive or how many instances handle them, and a capture asked again
+    within one attempt (its batch was rolled back and ran again) gets the answer it had, so the
+    configured rate is the rate per attempt. ``attempts`` and ``failures`` count calls.
     """
 
     def __init__(
@@ -55,7 +59,7 @@ class SimulatedProvider:
         self.declined_card_token = declined_card_token
         self.latency_ms = latency_ms
         self.failure_rate = failure_rate
-        self._random = random.Random(seed)
+        self.seed = seed
         self.attempts = 0
         self.failures = 0
 
@@ -69,12 +73,19 @@ class SimulatedProvider:
             seed=settings.provider_seed,
         )
 
-    async def capture(self, amount: Money, card_token: str) -> Decision:
-        """Capture ``amount`` on the card; raises ProviderUnavailable at the injected failure rate."""
+    def fails(self, idempotency_key: str, attempt: int) -> bool:
+        """Whether the capture of ``idempotency_key`` fails at this attempt (pure: for tests too)."""
+        if self.failure_rate <= 0.0:
+            return False
+        digest = hashlib.blake2b(f"{self.seed}:{idempotency_key}:{attempt}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest) / 2**64 < self.failure_rate
+
+    async def capture(self, amount: Money, card_token: str, *, idempotency_key: str, attempt: int) -> Decision:
+        """Capture ``amount`` on the card; raises ProviderUnavailable when ``fails`` says so."""
         self.attempts += 1
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
-        if self.failure_rate and self._random.random() < self.failure_rate:
+        if self.fails(idempotency_key, attempt):
             self.failures += 1
             raise ProviderUnavailable("the payment provider did not answer (a simulated transient failure)")
         return decide(

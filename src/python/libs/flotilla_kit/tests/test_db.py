@@ -158,3 +158,52 @@ async def test_other_database_errors_keep_their_type(db):
     with pytest.raises(DBAPIError) as raised:
         await db.fetch_one(sa.text("SELECT * FROM no_such_table"))
     assert not isinstance(raised.value, DatabaseUnavailable)
+
+
+async def test_sqlite_writers_of_one_process_queue_in_order_instead_of_timing_out_in_the_busy_handler(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/queue.db")
+
+    @sa.event.listens_for(db.engine.sync_engine, "connect")
+    def short_busy_timeout(dbapi_connection, _record):  # after the kit's own PRAGMAs
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=50")
+        cursor.close()
+
+    async with db.transaction() as session:
+        await session.execute(sa.text("CREATE TABLE counter (n INTEGER)"))
+        await session.execute(sa.text("INSERT INTO counter VALUES (0)"))
+        assert (await session.execute(sa.text("PRAGMA busy_timeout"))).scalar() == 50
+    first_inside = asyncio.Event()
+
+    async def increment(hold: float) -> None:
+        async with db.transaction() as session:
+            await session.execute(sa.text("UPDATE counter SET n = n + 1"))  # BEGIN IMMEDIATE: the lock is taken
+            first_inside.set()
+            await asyncio.sleep(hold)  # holds the file's write lock far longer than the busy timeout
+
+    try:
+        first = asyncio.create_task(increment(0.3))
+        await first_inside.wait()
+        await asyncio.gather(first, *(increment(0) for _ in range(5)))
+        assert await db.fetch_one(sa.text("SELECT n FROM counter")) == (6,)
+    finally:
+        await db.dispose()
+
+
+async def test_a_write_transaction_inside_another_on_sqlite_is_refused_instead_of_waiting_for_itself(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/nested.db")
+    try:
+        async with db.transaction():
+            with pytest.raises(RuntimeError, match="inside another"):
+                async with db.transaction():
+                    pass
+        async with db.transaction():  # the outer one released the lock
+            child = asyncio.create_task(_write_once(db))  # another task: it waits its turn
+        await child
+    finally:
+        await db.dispose()
+
+
+async def _write_once(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(sa.text("SELECT 1"))

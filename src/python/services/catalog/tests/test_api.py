@@ -33,6 +33,8 @@ def test_unknown_ids_and_skus_are_404(client):
     assert _problem(client.get(f"/products/{uuid.uuid4()}"), 404)["type"].endswith("/not-found")
     assert "NOPE" in _problem(client.get("/products/by-sku/nope"), 404)["detail"]
     _problem(client.get("/products/not-a-uuid"), 404)
+    # No SKU has a NUL (or anything outside the SKU alphabet): a 404, not a 500 from PostgreSQL.
+    _problem(client.get("/products/by-sku/tea%00"), 404)
 
 
 def test_a_duplicate_sku_is_409_whatever_its_case(client, create):
@@ -179,6 +181,11 @@ def test_search_matches_name_sku_and_description_case_insensitively(client, crea
         {"min_price": 5, "max_price": 1},
         {"currency": "eur"},
         {"active": "perhaps"},
+        # A NUL cannot reach a PostgreSQL text comparison (a 500 there): not in a search, nor in a
+        # cursor, whose SKU must be one the catalog could have issued.
+        {"q": "tea\x00"},
+        {"cursor": "AA"},  # base64 of "\x00"
+        {"cursor": "dGVhIGdyZWVu"},  # base64 of "tea green": no SKU has a space
     ],
 )
 def test_bad_query_parameters_are_400_problems(client, params):

@@ -7,6 +7,7 @@ import pytest
 from catalog import domain
 from flotilla_contracts.catalog import Money, Product, ProductPatch
 from flotilla_contracts.events import ProductCreated, ProductDeactivated, ProductPriceChanged
+from flotilla_kit.pagination import encode_cursor
 
 
 def test_skus_are_matched_case_insensitively():
@@ -35,15 +36,24 @@ def test_an_empty_patch_is_refused():
         domain.changes_from_patch(ProductPatch())
 
 
-@pytest.mark.parametrize("sku", ["A", "TEA-GREEN-250G", "X.Y_Z", "ÜBER"])
+@pytest.mark.parametrize("sku", ["A", "TEA-GREEN-250G", "X.Y_Z", "9-LIVES"])
 def test_cursors_round_trip(sku):
-    assert domain.decode_cursor(domain.encode_cursor(sku)) == sku
+    assert domain.parse_sku_cursor(domain.sku_cursor(sku)) == sku
 
 
-@pytest.mark.parametrize("cursor", ["%%%", "\u00e9", "a"])
+@pytest.mark.parametrize(
+    "cursor", ["%%%", "\u00e9", "a", "AA", encode_cursor("no sku"), encode_cursor("\x00"), encode_cursor(7)]
+)
 def test_foreign_cursors_are_refused(cursor):
     with pytest.raises(domain.InvalidQuery):
-        domain.decode_cursor(cursor)
+        domain.parse_sku_cursor(cursor)
+
+
+@pytest.mark.parametrize(
+    "raw, valid", [("tea-1", True), ("TEA.1_A", True), ("tea\x00", False), ("", False), ("-a", False)]
+)
+def test_only_what_could_be_a_sku_is_looked_up(raw, valid):
+    assert domain.is_sku(raw) is valid
 
 
 def test_an_inverted_price_range_is_refused():

@@ -1,12 +1,14 @@
 """The catalog's events: written through the outbox in the transaction of each change, relayed to
 CATALOG_EVENTS in a real Redis, and read back here as consumers read them (XRANGE)."""
 
+import asyncio
 import uuid
 
+import msgspec
 import pytest
 import redis
 import sqlalchemy as sa
-from litestar.testing import TestClient
+from litestar.testing import AsyncTestClient, TestClient
 
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
@@ -193,3 +195,30 @@ def test_an_event_written_while_redis_is_down_is_relayed_once_it_is_back(tmp_pat
     finally:
         reader.close()
         server.close()
+
+
+async def test_admins_changing_one_price_at_once_publish_a_chain_of_previous_prices(settings, stream):
+    # Eight admins at once, on SQLite and PostgreSQL: each change must see the one before it, so the
+    # events form one chain (each previous_price is the price of the event before) with versions 2..9.
+    async with AsyncTestClient(create_app(settings)) as client:
+        body = {"sku": "TEA-1", "name": "Green tea", "price": {"amount": 450, "currency": "EUR"}}
+        product = (await client.post("/products", json=body, headers=ADMIN)).json()
+        amounts = [500 + i for i in range(8)]
+        responses = await asyncio.gather(
+            *(
+                client.patch(
+                    f"/products/{product['id']}", json={"price": {"amount": a, "currency": "EUR"}}, headers=ADMIN
+                )
+                for a in amounts
+            )
+        )
+        assert [r.status_code for r in responses] == [200] * len(amounts)
+        final = (await client.get(f"/products/{product['id']}")).json()
+        events = await asyncio.to_thread(_events, stream, 1 + len(amounts))
+    changes = events[1:]
+    assert all(isinstance(e, ProductPriceChanged) for e in changes)
+    assert [e.version for e in changes] == list(range(2, 2 + len(amounts)))
+    assert [e.previous_price for e in changes] == [Money(450, "EUR")] + [e.price for e in changes[:-1]]
+    assert sorted(e.price.amount for e in changes) == amounts
+    assert (final["version"], final["price"]) == (changes[-1].version, msgspec.to_builtins(changes[-1].price))
+    assert sorted(r.json()["version"] for r in responses) == [e.version for e in changes]

@@ -11,10 +11,11 @@ from flotilla_contracts.events import ORDERS_EVENTS, Event, OrderCancelled, Orde
 from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
 from flotilla_kit.testing.waiting import eventually
 from flotilla_redis.factory import create_redis
+from flotilla_streams import testing as streams_testing
 from flotilla_streams.consumer import ConsumerOptions
-from flotilla_streams.envelope import ENVELOPE_FIELD, Envelope, encode, wrap
-from flotilla_streams.stats import group_stats
+from flotilla_streams.envelope import Envelope
 from notifications.app import create_app
+from notifications.models import Base
 from notifications.settings import NotificationsSettings
 
 ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
@@ -78,19 +79,20 @@ def cancelled(order_id: uuid.UUID, customer_id: str = "c-1", reason: str = "out 
 
 async def publish(redis, event: Event, *, envelope: Envelope | None = None) -> Envelope:
     """XADD ``event`` on orders.events as orders would; pass ``envelope`` to deliver one again, same id."""
-    envelope = envelope or wrap(event, source="orders")
-    await redis.xadd(ORDERS_EVENTS, {ENVELOPE_FIELD: encode(envelope)})
-    return envelope
+    return await streams_testing.publish(redis, ORDERS_EVENTS, event, source="orders", envelope=envelope)
 
 
 async def handled(redis) -> None:
     """Wait until the group has handled and acked every entry of orders.events."""
+    await eventually(lambda: streams_testing.group_done(redis, ORDERS_EVENTS, GROUP), what="orders.events handled")
 
-    async def done() -> bool:
-        stats = await group_stats(redis, ORDERS_EVENTS, GROUP)
-        return stats is not None and not stats.pending and not stats.lag
 
-    await eventually(done, what="orders.events handled")
+def migrated(database_url: str):
+    """The notifications tables and the messaging tables on ``database_url``, for tests below the app."""
+    return streams_testing.database_with(database_url, Base.metadata)
+
+
+waiting_on_a_lock = streams_testing.someone_waits_on_a_lock
 
 
 async def listed(http: AsyncTestClient, headers: dict[str, str], **params) -> list[dict]:

@@ -2,7 +2,7 @@
 
 import uuid
 
-from notifications.tests.conftest import ADMIN, cancelled, confirmed, customer, handled, listed, publish
+from notifications.tests.conftest import ADMIN, cancelled, confirmed, customer, handled, listed, publish, running
 
 
 async def _two_customers(redis) -> dict[str, list[uuid.UUID]]:
@@ -63,3 +63,20 @@ async def test_bad_parameters_are_400(notifications):
         response = await http.get("/notifications", params=params, headers=ADMIN)
         assert response.status_code == 400, (params, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_hostile_parameters_are_400_on_either_database(make_settings, database_url, redis):
+    # A NUL byte cannot be stored or compared in PostgreSQL text: passed on to the query, it is a 500.
+    async with running(make_settings(database_url)) as (_, http):
+        for params in (
+            {"customer_id": "c-1\x00"},
+            {"customer_id": "c\x01"},
+            {"cursor": "\x00"},
+            {"cursor": "é"},
+            {"order_id": "\x00"},
+            {"limit": "1e3"},
+            {"limit": "99999999999999999999999"},
+        ):
+            response = await http.get("/notifications", params=params, headers=ADMIN)
+            assert response.status_code == 400, (params, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")

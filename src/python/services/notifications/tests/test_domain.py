@@ -1,13 +1,11 @@
 """Notification rules without I/O: the messages, and who may read what."""
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.events import OrderCancelled, OrderConfirmed
-from flotilla_kit.pagination import InvalidCursor, encode_cursor
 from notifications import domain
 
 ORDER = uuid.UUID("6f1c1f9e-0000-4000-8000-000000000001")
@@ -56,14 +54,3 @@ def test_a_customer_reads_their_own_only():
     assert domain.customer_filter(caller_id="c-1", is_admin=False, asked_for="c-1") == "c-1"
     with pytest.raises(domain.NotAllowed):
         domain.customer_filter(caller_id="c-1", is_admin=False, asked_for="c-2")
-
-
-def test_a_page_cursor_round_trips():
-    created_at, notification_id = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), uuid.uuid4()
-    assert domain.parse_page_cursor(domain.page_cursor(created_at, notification_id)) == (created_at, notification_id)
-
-
-@pytest.mark.parametrize("cursor", ["", "!", encode_cursor("x"), encode_cursor("2026-01-02T03:04:05.000000Z", "zz")])
-def test_a_cursor_not_issued_here_is_refused(cursor):
-    with pytest.raises(InvalidCursor):
-        domain.parse_page_cursor(cursor)

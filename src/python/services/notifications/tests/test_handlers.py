@@ -2,9 +2,24 @@
 
 import uuid
 
+import sqlalchemy as sa
+
 from flotilla_contracts.catalog import Money
-from flotilla_contracts.events import OrderPlaced, PaymentRequested
-from notifications.tests.conftest import ADMIN, cancelled, confirmed, handled, listed, publish, running
+from flotilla_contracts.events import ORDERS_EVENTS, OrderPlaced, PaymentRequested
+from flotilla_streams.testing import as_another_instance, handle
+from notifications.handlers import notification_handlers
+from notifications.models import Notification
+from notifications.tests.conftest import (
+    ADMIN,
+    cancelled,
+    confirmed,
+    handled,
+    listed,
+    migrated,
+    publish,
+    running,
+    waiting_on_a_lock,
+)
 
 
 async def test_a_confirmed_order_is_told_once_with_its_total(notifications, redis):
@@ -71,3 +86,24 @@ async def test_two_instances_on_one_database_tell_each_outcome_once(make_setting
         told = await listed(http, ADMIN, limit=7)
         assert sorted(n["order_id"] for n in told) == sorted(map(str, orders))
     assert await redis.xlen("orders.events.dlq") == 0
+
+
+async def test_an_outcome_recorded_by_two_transactions_at_once_is_recorded_once_and_fails_neither(database_url):
+    # Two instances on one PostgreSQL database handle the same outcome (two event ids) at the same
+    # moment: the second waits on the first's unique (order_id, kind), then must find the row and
+    # record nothing, not fail its transaction (which would roll back and rerun its whole batch).
+    handlers = notification_handlers()
+    order_id = uuid.uuid4()
+    async with migrated(database_url) as db:
+        async with db.transaction() as first:
+            await handle(handlers, confirmed(order_id), first, stream=ORDERS_EVENTS)
+
+            async def second() -> None:
+                async with db.transaction() as session:
+                    await handle(handlers, confirmed(order_id), session, stream=ORDERS_EVENTS)
+
+            racing = as_another_instance(second())
+            await waiting_on_a_lock(db)
+        await racing  # raised IntegrityError before the fix
+        rows = await db.fetch_all(sa.select(Notification.__table__.c.order_id))
+    assert [row.order_id for row in rows] == [order_id]

@@ -23,11 +23,12 @@ from flotilla_kit.db import Database
 from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
 from flotilla_kit.testing.waiting import eventually
 from flotilla_redis.factory import create_redis
+from flotilla_streams import testing as streams_testing
 from flotilla_streams.consumer import ConsumerOptions
-from flotilla_streams.envelope import ENVELOPE_FIELD, Envelope, PayloadDecoder, decode, encode, wrap
+from flotilla_streams.envelope import Envelope, PayloadDecoder
 from flotilla_streams.schema import outbox
-from flotilla_streams.stats import group_stats
 from payments.app import create_app
+from payments.models import Base
 from payments.settings import PaymentsSettings
 
 ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
@@ -94,14 +95,20 @@ def cancelled(order_id: uuid.UUID, reason: str = "payment timed out") -> OrderCa
 
 async def publish(redis, event: Event, *, envelope: Envelope | None = None) -> Envelope:
     """XADD ``event`` on orders.events as orders would; pass ``envelope`` to deliver one again, same id."""
-    envelope = envelope or wrap(event, source="orders")
-    await redis.xadd(ORDERS_EVENTS, {ENVELOPE_FIELD: encode(envelope)})
-    return envelope
+    return await streams_testing.publish(redis, ORDERS_EVENTS, event, source="orders", envelope=envelope)
 
 
 async def payment_events(redis) -> list[Event]:
     """What payments published, in order (XRANGE of payments.events)."""
-    return [_payment_events.decode(decode(fields[ENVELOPE_FIELD])) for _, fields in await redis.xrange(PAYMENTS_EVENTS)]
+    return await streams_testing.read_events(redis, PAYMENTS_EVENTS, _payment_events)
+
+
+def migrated(database_url: str):
+    """The payments table and the messaging tables on ``database_url``, for tests below the app."""
+    return streams_testing.database_with(database_url, Base.metadata)
+
+
+waiting_on_a_lock = streams_testing.someone_waits_on_a_lock
 
 
 @contextlib.asynccontextmanager
@@ -120,8 +127,7 @@ async def settled(app: Litestar, redis) -> None:
     async with database_of(app) as db:
 
         async def done() -> bool:
-            stats = await group_stats(redis, ORDERS_EVENTS, GROUP)
-            if stats is None or stats.pending or stats.lag:
+            if not await streams_testing.group_done(redis, ORDERS_EVENTS, GROUP):
                 return False
             unsent = await db.fetch_one(sa.select(sa.func.count()).where(outbox.c.sent_at.is_(None)))
             return unsent is not None and unsent[0] == 0

@@ -63,3 +63,18 @@ async def test_bad_list_parameters_are_400(payments):
         response = await http.get("/payments", params=params, headers=ADMIN)
         assert response.status_code == 400, (params, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_hostile_list_parameters_are_400_never_500(payments):
+    _, http = payments
+    for params in (
+        {"status": "captured\x00"},
+        {"cursor": "\x00"},
+        {"cursor": "é"},
+        {"cursor": "A" * 201},
+        {"limit": "99999999999999999999999"},
+        {"limit": "-1"},
+    ):
+        response = await http.get("/payments", params=params, headers=ADMIN)
+        assert response.status_code == 400, (params, response.text)
+    assert (await http.get("/payments/not-a-uuid", headers=ADMIN)).status_code in (400, 404)

@@ -1,11 +1,7 @@
 """Payments rules without I/O: what each event does to an order's payment, whatever came before."""
 
-import uuid
-from datetime import UTC, datetime
-
 import pytest
 
-from flotilla_kit.pagination import InvalidCursor, encode_cursor
 from payments import domain
 from payments.domain import Existing, OnCancel, OnRequest
 
@@ -43,17 +39,3 @@ def test_cancelling_an_order_with_nothing_captured_does_nothing(existing):
 def test_the_cancellation_reason_names_the_orders():
     assert domain.cancellation_reason("stock rejected") == "order cancelled: stock rejected"
     assert domain.cancellation_reason("") == "order cancelled"
-
-
-def test_a_page_cursor_round_trips():
-    created_at, payment_id = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), uuid.uuid4()
-    assert domain.parse_page_cursor(domain.page_cursor(created_at, payment_id)) == (created_at, payment_id)
-
-
-@pytest.mark.parametrize(
-    "cursor",
-    ["", "%%%", encode_cursor("x"), encode_cursor("2026-01-02T03:04:05.000000Z", "no-uuid"), encode_cursor(1, 2)],
-)
-def test_a_cursor_not_issued_here_is_refused(cursor):
-    with pytest.raises(InvalidCursor):
-        domain.parse_page_cursor(cursor)

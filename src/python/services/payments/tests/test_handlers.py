@@ -3,20 +3,37 @@
 import dataclasses
 import uuid
 
+import sqlalchemy as sa
+
 from flotilla_contracts.catalog import Money
-from flotilla_contracts.events import PAYMENTS_EVENTS, OrderConfirmed, PaymentCaptured, PaymentDeclined, PaymentRefunded
+from flotilla_contracts.events import (
+    ORDERS_EVENTS,
+    PAYMENTS_EVENTS,
+    OrderConfirmed,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+)
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
+from flotilla_streams.outbox import Outbox
+from flotilla_streams.schema import outbox as outbox_table
+from flotilla_streams.testing import as_another_instance, handle
+from payments.handlers import payment_handlers
+from payments.models import Payment
+from payments.provider import SimulatedProvider
 from payments.tests.conftest import (
     ADMIN,
     FAST,
     cancelled,
     kinds,
+    migrated,
     payment,
     payment_events,
     publish,
     requested,
     running,
     settled,
+    waiting_on_a_lock,
 )
 
 
@@ -165,3 +182,82 @@ async def test_transient_provider_failures_are_retried_until_each_payment_is_cap
         for order_id in orders:
             assert (await payment(http, order_id))["status"] == "captured"
     assert await redis.xlen("orders.events.dlq") == 0
+
+
+async def test_a_failing_capture_in_a_batch_fails_no_other_capture_of_the_batch(make_settings, redis):
+    # A failure rolls the batch back and runs the rest again, asking the provider again for the
+    # payments before it: those answers must be the ones already given, not fresh draws (which
+    # made the configured rate a much higher one inside every batch that had a failure).
+    settings = make_settings(provider_failure_rate=0.3, provider_seed=11)
+    options = dataclasses.replace(FAST, max_deliveries=30)
+    async with running(settings, options) as (app, http):
+        provider = app.state.provider
+        orders = [uuid.uuid4() for _ in range(12)]
+        for order_id in orders:
+            await publish(redis, requested(order_id))
+        await settled(app, redis)
+
+        # The failed deliveries of each order: its first attempts, until the first that succeeds.
+        expected = 0
+        for order_id in orders:
+            attempt = 1
+            while provider.fails(str(order_id), attempt):
+                expected, attempt = expected + 1, attempt + 1
+        assert expected > 0 and provider.failures == expected
+        assert kinds(await payment_events(redis)) == ["PaymentCaptured"] * len(orders)
+
+
+async def test_a_request_and_a_cancellation_handled_at_once_on_one_database_refund_without_failing(
+    make_settings, database_url
+):
+    # Two instances: one captures the order's payment while the other handles its cancellation.
+    # The cancellation waits on the capture's unique order_id, then must see the capture and refund
+    # it, not fail its transaction (a rolled-back batch asks the provider again for all the others).
+    handlers = payment_handlers(SimulatedProvider.from_settings(make_settings()))
+    outbox = Outbox(source="payments")
+    order_id = uuid.uuid4()
+    async with migrated(database_url) as db:
+        async with db.transaction() as first:
+            await handle(handlers, requested(order_id), first, stream=ORDERS_EVENTS, outbox=outbox)
+
+            async def second() -> None:
+                async with db.transaction() as session:
+                    await handle(handlers, cancelled(order_id), session, stream=ORDERS_EVENTS, outbox=outbox)
+
+            racing = as_another_instance(second())
+            await waiting_on_a_lock(db)
+        await racing
+        [row] = await db.fetch_all(
+            sa.select(Payment.__table__.c.status).where(Payment.__table__.c.order_id == order_id)
+        )
+        published = await db.fetch_all(sa.select(outbox_table.c.envelope).order_by(outbox_table.c.id))
+    assert row.status == "refunded"
+    assert [decode(envelope).type for (envelope,) in published] == [
+        "payments.PaymentCaptured",
+        "payments.PaymentRefunded",
+    ]
+
+
+async def test_a_cancellation_and_a_request_handled_at_once_on_one_database_decline_once(make_settings, database_url):
+    # The other way round: the cancellation wins, the request waits, then answers "order cancelled".
+    provider = SimulatedProvider.from_settings(make_settings())
+    handlers = payment_handlers(provider)
+    outbox = Outbox(source="payments")
+    order_id = uuid.uuid4()
+    async with migrated(database_url) as db:
+        async with db.transaction() as first:
+            await handle(handlers, cancelled(order_id), first, stream=ORDERS_EVENTS, outbox=outbox)
+
+            async def second() -> None:
+                async with db.transaction() as session:
+                    await handle(handlers, requested(order_id), session, stream=ORDERS_EVENTS, outbox=outbox)
+
+            racing = as_another_instance(second())
+            await waiting_on_a_lock(db)
+        await racing
+        [row] = await db.fetch_all(
+            sa.select(Payment.__table__.c.status).where(Payment.__table__.c.order_id == order_id)
+        )
+        published = await db.fetch_all(sa.select(outbox_table.c.envelope).order_by(outbox_table.c.id))
+    assert row.status == "cancelled"
+    assert [decode(envelope).type for (envelope,) in published] == ["payments.PaymentDeclined"]

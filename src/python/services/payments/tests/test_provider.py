@@ -23,42 +23,39 @@ def test_the_marked_token_is_declined_whatever_the_amount():
     assert decide(Money(1, "EUR"), "tok_declined", **RULES) == Decision(captured=False, reason="card declined")
 
 
-async def _failures(provider: SimulatedProvider, captures: int) -> list[bool]:
-    failed = []
-    for _ in range(captures):
-        try:
-            await provider.capture(Money(10, "EUR"), "tok_visa")
-        except ProviderUnavailable:
-            failed.append(True)
-        else:
-            failed.append(False)
-    return failed
+KEY = "order-1"
 
 
-async def test_failures_follow_the_seed():
-    first = await _failures(SimulatedProvider(**RULES, failure_rate=0.5, seed=3), 30)
-    assert await _failures(SimulatedProvider(**RULES, failure_rate=0.5, seed=3), 30) == first
-    assert await _failures(SimulatedProvider(**RULES, failure_rate=0.5, seed=4), 30) != first
+async def _outcome(provider: SimulatedProvider, key: str, attempt: int) -> Decision | None:
+    try:
+        return await provider.capture(Money(10, "EUR"), "tok_visa", idempotency_key=key, attempt=attempt)
+    except ProviderUnavailable:
+        return None
+
+
+async def test_a_failure_depends_on_the_seed_the_payment_and_the_attempt_only():
+    keys = [f"order-{i}" for i in range(30)]
+    first = SimulatedProvider(**RULES, failure_rate=0.5, seed=3)
+    outcomes = {(key, attempt): await _outcome(first, key, attempt) for key in keys for attempt in (1, 2)}
+    # Asked in another order, and each twice (a batch that ran again): the same answers.
+    again = SimulatedProvider(**RULES, failure_rate=0.5, seed=3)
+    for key, attempt in reversed(list(outcomes)):
+        assert await _outcome(again, key, attempt) == outcomes[key, attempt]
+        assert await _outcome(again, key, attempt) == outcomes[key, attempt]
+    other_seed = SimulatedProvider(**RULES, failure_rate=0.5, seed=4)
+    assert [await _outcome(other_seed, key, attempt) for key, attempt in outcomes] != list(outcomes.values())
 
 
 async def test_a_provider_failing_at_a_rate_fails_some_captures_and_counts_them():
     provider = SimulatedProvider(**RULES, failure_rate=0.5, seed=1)
-    results = []
-    for _ in range(40):
-        try:
-            results.append(await provider.capture(Money(10, "EUR"), "tok_visa"))
-        except ProviderUnavailable:
-            results.append(None)
+    results = [await _outcome(provider, f"order-{i}", 1) for i in range(40)]
     assert 0 < provider.failures < 40 and provider.attempts == 40
     assert results.count(None) == provider.failures
     assert all(r == Decision(captured=True) for r in results if r is not None)
+    assert [r is None for r in results] == [provider.fails(f"order-{i}", 1) for i in range(40)]
 
 
 @pytest.mark.parametrize("rate, fails", [(0.0, False), (1.0, True)])
 async def test_the_extreme_rates_never_and_always_fail(rate, fails):
     provider = SimulatedProvider(**RULES, failure_rate=rate)
-    if fails:
-        with pytest.raises(ProviderUnavailable):
-            await provider.capture(Money(10, "EUR"), "tok_visa")
-    else:
-        assert (await provider.capture(Money(10, "EUR"), "tok_visa")).captured
+    assert [await _outcome(provider, f"order-{i}", 1) is None for i in range(20)] == [fails] * 20
