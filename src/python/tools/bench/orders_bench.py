@@ -195,7 +195,9 @@ def _seed(platform: Platform, count: int) -> list[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("inventory never learnt of the seeded products")
                 time.sleep(0.05)
-            admin.put(f"/api/inventory/stock/{product}", json={"on_hand": 10**8, "reason": "bench"}).raise_for_status()
+            admin.put(
+                f"/api/inventory/stock/{product}", json={"on_hand": 10**8, "reason": "bench"}
+            ).raise_for_status()
             products.append(product)
     return products
 
