@@ -57,7 +57,21 @@ class OrdersClient(ServiceClient):
         """The order with its status and history; raises NotFoundError for an unknown id or another customer's order."""
         return await self.get(f"/orders/{order_id}", Order, headers=headers)
 
-    async def list_orders(self, *, cursor: str | None = None, limit: int = 20, headers: Mapping[str, str]) -> OrderPage:
-        """The caller's orders, newest first; pass the page's ``next_cursor`` as ``cursor`` for the next page."""
-        query = urlencode({"limit": limit, **({"cursor": cursor} if cursor else {})})
-        return await self.get(f"/orders?{query}", OrderPage, headers=headers)
+    async def list_orders(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int = 20,
+        customer_id: str | None = None,
+        headers: Mapping[str, str],
+    ) -> OrderPage:
+        """The caller's orders, newest first; pass the page's ``next_cursor`` as ``cursor`` for the next page.
+
+        ``customer_id`` lists another customer's orders: for an admin only (ServiceCallError 403 otherwise).
+        """
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if customer_id is not None:
+            params["customer_id"] = customer_id
+        return await self.get(f"/orders?{urlencode(params)}", OrderPage, headers=headers)

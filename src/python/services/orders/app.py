@@ -6,7 +6,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from catalog_client import CatalogClient
 from flotilla_contracts.events import INVENTORY_EVENTS, PAYMENTS_EVENTS
 from flotilla_kit.app import create_service_app
 from flotilla_kit.calls import service_calls
@@ -15,30 +14,24 @@ from flotilla_streams.component import ConsumerSpec, messaging
 from flotilla_streams.outbox import Outbox
 from orders.api import OrderController
 from orders.handlers import saga_handlers
-from orders.idempotency import IdempotencyKeys
-from orders.saga import Clock, Saga, utc_now
+from orders.placing import Placement, placement_component
+from orders.saga import Clock, Saga, in_utc, utc_now
 from orders.settings import OrdersSettings
 from orders.sweeper import sweeper_component
 
 VERSION = read_version("orders")
 
 
+def _provide_placement(state: State) -> Placement:
+    placement: Placement = state.placement
+    return placement
+
+
 def create_app(settings: OrdersSettings, *, clock: Clock = utc_now) -> Litestar:
-    """The orders app; ``clock`` (aware UTC datetimes) drives every deadline, so tests can move time."""
+    """The orders app; ``clock`` (aware datetimes) drives every deadline, so tests can move time."""
+    clock = in_utc(clock)
     outbox = Outbox(source="orders")
     saga = Saga(step_timeout_seconds=settings.saga_step_timeout_seconds, clock=clock)
-
-    def provide_catalog(state: State) -> CatalogClient:
-        return CatalogClient(state.http, timeout=settings.catalog_timeout_seconds)
-
-    def provide_idempotency_keys(state: State) -> IdempotencyKeys:
-        return IdempotencyKeys(
-            state.db,
-            lock_timeout_seconds=settings.idempotency_lock_timeout_seconds,
-            ttl_seconds=settings.idempotency_key_ttl_seconds,
-            clock=clock,
-        )
-
     return create_service_app(
         settings,
         version=VERSION,
@@ -46,6 +39,7 @@ def create_app(settings: OrdersSettings, *, clock: Clock = utc_now) -> Litestar:
         migrations="orders.migrations",
         components=[
             service_calls(),
+            placement_component(outbox, saga),  # after service_calls: it needs app.state.http
             messaging(
                 consumers=[
                     ConsumerSpec(
@@ -56,10 +50,5 @@ def create_app(settings: OrdersSettings, *, clock: Clock = utc_now) -> Litestar:
             ),
             sweeper_component(saga, outbox),
         ],
-        dependencies={
-            "outbox": Provide(lambda: outbox, sync_to_thread=False),
-            "saga": Provide(lambda: saga, sync_to_thread=False),
-            "catalog": Provide(provide_catalog, sync_to_thread=False),
-            "idempotency_keys": Provide(provide_idempotency_keys, sync_to_thread=False),
-        },
+        dependencies={"placement": Provide(_provide_placement, sync_to_thread=False)},
     )

@@ -62,6 +62,27 @@ def order_total(lines: Sequence[OrderLine]) -> Money:
     return Money(amount, lines[0].unit_price.currency)
 
 
+# who sees which orders
+
+
+class NotAllowed(Exception):
+    """A customer asked for another customer's orders (answered 403)."""
+
+
+def listed_customer(caller_id: str, *, is_admin: bool, asked_for: str | None) -> str:
+    """Whose orders a listing shows: the caller's own, or any customer's for an admin."""
+    if asked_for is None or asked_for == caller_id:
+        return caller_id
+    if not is_admin:
+        raise NotAllowed("a customer lists only their own orders")
+    return asked_for
+
+
+def visible_to(caller_id: str, *, is_admin: bool) -> str | None:
+    """The customer whose orders the caller may read one by one; None: anyone's (an admin)."""
+    return None if is_admin else caller_id
+
+
 # the saga
 
 
@@ -146,6 +167,16 @@ TRANSITIONS: Mapping[tuple[SagaEvent, str], Transition] = {
 
 WAITING_STATUSES: tuple[OrderStatus, ...] = ("awaiting_stock", "awaiting_payment")
 
+_MOVES: Mapping[SagaEvent, list[tuple[str, Transition]]] = {
+    event: [(status, t) for (e, status), t in TRANSITIONS.items() if e is event and t.to is not None]
+    for event in SagaEvent
+}
+
+
+def moves_of(event: SagaEvent) -> list[tuple[str, Transition]]:
+    """The statuses ``event`` moves an order from, with the transition from each."""
+    return _MOVES[event]
+
 
 def transition_for(event: SagaEvent, status: str) -> Transition | None:
     """What ``event`` does to an order in ``status``; None: nothing (a duplicate or out-of-order event)."""
@@ -210,15 +241,12 @@ def decide(
         return KeyDecision.CLAIM
     if record.created_at + ttl <= now:
         return KeyDecision.RECLAIM  # forgotten: the key is new again
+    if record.state != "done" and record.locked_at + lock_timeout <= now:
+        # Left by a crashed request: nothing was done under the key (its answer would be stored in
+        # the same transaction), so it is free, whatever the body, as after a released server error.
+        return KeyDecision.RECLAIM
     if record.fingerprint != request_fingerprint:
         return KeyDecision.MISMATCH
     if record.state == "done":
         return KeyDecision.REPLAY
-    if record.locked_at + lock_timeout <= now:
-        return KeyDecision.RECLAIM
     return KeyDecision.IN_FLIGHT
-
-
-def stores_answer(status: int) -> bool:
-    """Whether an answer is kept for replays: a server error releases the key, so the client may retry."""
-    return status < 500

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from flotilla_contracts.events import PaymentCaptured, PaymentDeclined, PaymentRefunded, StockRejected, StockReserved
 from flotilla_streams.consumer import HandlerContext, Handlers
 from orders.domain import SagaEvent
@@ -20,14 +22,12 @@ def saga_handlers(saga: Saga) -> Handlers[Any]:
 
     @handlers.on(StockReserved)
     async def stock_reserved(event: StockReserved, ctx: HandlerContext) -> None:
-        assert ctx.session is not None  # the orders group runs with the inbox, in a transaction
-        await saga.advance(ctx.session, event.order_id, SagaEvent.STOCK_RESERVED, publish=ctx.publish)
+        await saga.advance(_session(ctx), event.order_id, SagaEvent.STOCK_RESERVED, publish=ctx.publish)
 
     @handlers.on(StockRejected)
     async def stock_rejected(event: StockRejected, ctx: HandlerContext) -> None:
-        assert ctx.session is not None
         await saga.advance(
-            ctx.session,
+            _session(ctx),
             event.order_id,
             SagaEvent.STOCK_REJECTED,
             publish=ctx.publish,
@@ -37,10 +37,9 @@ def saga_handlers(saga: Saga) -> Handlers[Any]:
 
     @handlers.on(PaymentCaptured)
     async def payment_captured(event: PaymentCaptured, ctx: HandlerContext) -> None:
-        assert ctx.session is not None
         amount = f"{event.amount.amount} {event.amount.currency}"
         await saga.advance(
-            ctx.session,
+            _session(ctx),
             event.order_id,
             SagaEvent.PAYMENT_CAPTURED,
             publish=ctx.publish,
@@ -49,9 +48,8 @@ def saga_handlers(saga: Saga) -> Handlers[Any]:
 
     @handlers.on(PaymentDeclined)
     async def payment_declined(event: PaymentDeclined, ctx: HandlerContext) -> None:
-        assert ctx.session is not None
         await saga.advance(
-            ctx.session,
+            _session(ctx),
             event.order_id,
             SagaEvent.PAYMENT_DECLINED,
             publish=ctx.publish,
@@ -61,10 +59,9 @@ def saga_handlers(saga: Saga) -> Handlers[Any]:
 
     @handlers.on(PaymentRefunded)
     async def payment_refunded(event: PaymentRefunded, ctx: HandlerContext) -> None:
-        assert ctx.session is not None
         amount = f"{event.amount.amount} {event.amount.currency}"
         await saga.advance(
-            ctx.session,
+            _session(ctx),
             event.order_id,
             SagaEvent.PAYMENT_REFUNDED,
             publish=ctx.publish,
@@ -72,3 +69,9 @@ def saga_handlers(saga: Saga) -> Handlers[Any]:
         )
 
     return handlers
+
+
+def _session(ctx: HandlerContext) -> AsyncSession:
+    if ctx.session is None:  # the group runs with the inbox, in a transaction; a bare consumer is a wiring bug
+        raise RuntimeError("the saga's handlers need the consumer's transaction")
+    return ctx.session

@@ -17,7 +17,8 @@ from typing import cast
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_kit.db import Database
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _keys = cast(sa.Table, IdempotencyKey.__table__)
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
-# Claims racing on one new key: the loser's insert fails and it looks again (and sees the winner's).
+# A claim that finds the key answered or taken over between its read and its write looks again.
 _CLAIM_ROUNDS = 3
 
 
@@ -64,6 +65,10 @@ class IdempotencyKeys:
         self.lock_timeout = timedelta(seconds=lock_timeout_seconds)
         self.ttl = timedelta(seconds=ttl_seconds)
         self.clock = clock
+        dialect_insert = sqlite.insert if db.is_sqlite else postgresql.insert
+        # A new key is the common case: claimed in one statement. A key that exists (or that another
+        # transaction is inserting: PostgreSQL waits for it) inserts nothing, and is read.
+        self._insert_new = dialect_insert(_keys).on_conflict_do_nothing(index_elements=["caller_id", "key"])
 
     async def claim(self, caller_id: str, key: str, fingerprint: str) -> Claim | StoredAnswer:
         """Claim ``key`` for this request, or return the first request's answer to replay.
@@ -71,40 +76,16 @@ class IdempotencyKeys:
         Raises KeyReused for another body under the key, KeyInFlight while the first request runs.
         """
         for _ in range(_CLAIM_ROUNDS):
-            try:
-                async with self.db.transaction() as session:
-                    outcome = await self._claim(session, caller_id, key, fingerprint)
-            except IntegrityError:
-                continue  # another request inserted this key at the same moment: look again
+            async with self.db.transaction() as session:
+                outcome = await self._claim(session, caller_id, key, fingerprint)
             if outcome is not None:
                 return outcome
-        raise KeyInFlight(key)
+        raise KeyInFlight(key)  # taken over by others each time we looked: someone holds it
 
     async def _claim(
         self, session: AsyncSession, caller_id: str, key: str, fingerprint: str
     ) -> Claim | StoredAnswer | None:
-        where = (_keys.c.caller_id == caller_id, _keys.c.key == key)
-        row = (await session.execute(sa.select(_keys).where(*where))).first()
-        record = (
-            domain.KeyRecord(
-                fingerprint=row.fingerprint,
-                state=row.state,
-                claim_token=row.claim_token,
-                locked_at=as_utc(row.locked_at),
-                created_at=as_utc(row.created_at),
-            )
-            if row
-            else None
-        )
         now = self.clock()
-        decision = domain.decide(record, fingerprint, now, lock_timeout=self.lock_timeout, ttl=self.ttl)
-        if decision is domain.KeyDecision.MISMATCH:
-            raise KeyReused(key)
-        if decision is domain.KeyDecision.IN_FLIGHT:
-            raise KeyInFlight(key)
-        if decision is domain.KeyDecision.REPLAY:
-            assert row is not None and row.response_status is not None
-            return StoredAnswer(row.response_status, row.response_body, _headers_decoder.decode(row.response_headers))
         token = str(uuid.uuid4())
         claimed = dict(
             fingerprint=fingerprint,
@@ -116,16 +97,39 @@ class IdempotencyKeys:
             response_headers=None,
             response_body=None,
         )
-        if decision is domain.KeyDecision.CLAIM:
-            await session.execute(_keys.insert().values(caller_id=caller_id, key=key, **claimed))
-        else:  # RECLAIM: only if nobody took it over meanwhile (the token is the one just read)
-            assert record is not None
-            taken = await session.execute(
-                _keys.update().where(*where, _keys.c.claim_token == record.claim_token).values(**claimed)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            log.warning("took over an Idempotency-Key left in flight or expired", extra={"caller_id": caller_id})
+        inserted = await session.execute(self._insert_new.values(caller_id=caller_id, key=key, **claimed))
+        if inserted.rowcount == 1:  # type: ignore[attr-defined]
+            return Claim(caller_id, key, token)
+        where = (_keys.c.caller_id == caller_id, _keys.c.key == key)
+        row = (await session.execute(sa.select(_keys).where(*where))).first()
+        if row is None:
+            return None  # purged since the insert looked: look again
+        record = domain.KeyRecord(
+            fingerprint=row.fingerprint,
+            state=row.state,
+            claim_token=row.claim_token,
+            locked_at=as_utc(row.locked_at),
+            created_at=as_utc(row.created_at),
+        )
+        decision = domain.decide(record, fingerprint, now, lock_timeout=self.lock_timeout, ttl=self.ttl)
+        if decision is domain.KeyDecision.MISMATCH:
+            raise KeyReused(key)
+        if decision is domain.KeyDecision.IN_FLIGHT:
+            raise KeyInFlight(key)
+        if decision is domain.KeyDecision.REPLAY:
+            assert row.response_status is not None
+            return StoredAnswer(row.response_status, row.response_body, _headers_decoder.decode(row.response_headers))
+        # RECLAIM, only of the record as read: on PostgreSQL (read committed) the request that held
+        # the claim may store its answer between our read and this write, keeping its token; the
+        # state in the guard keeps us from erasing that answer (and placing a second order).
+        taken = await session.execute(
+            _keys.update()
+            .where(*where, _keys.c.claim_token == record.claim_token, _keys.c.state == record.state)
+            .values(**claimed)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None  # answered or taken over meanwhile: look again
+        log.warning("took over an Idempotency-Key left in flight or expired", extra={"caller_id": caller_id})
         return Claim(caller_id, key, token)
 
     async def store(self, session: AsyncSession, claim: Claim, answer: StoredAnswer) -> bool:

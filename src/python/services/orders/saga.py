@@ -41,6 +41,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def in_utc(clock: Clock) -> Clock:
+    """``clock``, its times converted to UTC: SQLite stores a time without its offset, so every time
+    written must be UTC (deadlines compared in SQL and in Python, cursors); a naive time is refused."""
+
+    def now() -> datetime:
+        moment = clock()
+        if moment.tzinfo is None:
+            raise ValueError("the orders clock must return aware datetimes")
+        return moment.astimezone(UTC)
+
+    return now
+
+
 async def add_step(session: AsyncSession, order_id: uuid.UUID, step: str, detail: str, at: datetime) -> None:
     await session.execute(_steps.insert().values(order_id=order_id, step=step, detail=detail, at=at))
 
@@ -66,20 +79,20 @@ class Saga:
         """Apply ``event`` to the order in ``session``'s transaction; True when it changed or recorded anything.
 
         ``detail`` (what the event said) goes into the history step after the transition's note;
-        ``reason`` is a cancellation's reason (unless the transition has its own). ``overdue_at`` (the sweeper's) guards a timeout: the order is
-        cancelled only if its deadline is still at or before that time.
+        ``reason`` is a cancellation's reason (unless the transition has its own). ``overdue_at``
+        (the sweeper's) guards a timeout: the order is cancelled only if its deadline is still at or
+        before that time.
         """
+        now = self.clock()
         for _ in range(_MAX_ROUNDS):
+            # The usual case first, in one statement: the order is where the event moves it from.
+            for status, transition in domain.moves_of(event):
+                if await self._move(session, order_id, status, transition, now, detail, reason, overdue_at, publish):
+                    return True
+            # It was not: decide on what it is now (a late answer to note, a duplicate, an unknown order).
             row = (
                 await session.execute(
-                    sa.select(
-                        _orders.c.status,
-                        _orders.c.customer_id,
-                        _orders.c.total_amount,
-                        _orders.c.currency,
-                        _orders.c.card_token,
-                        _orders.c.step_deadline,
-                    ).where(_orders.c.id == order_id)
+                    sa.select(_orders.c.status, _orders.c.step_deadline).where(_orders.c.id == order_id)
                 )
             ).first()
             if row is None:
@@ -88,22 +101,37 @@ class Saga:
             transition = domain.transition_for(event, row.status)
             if transition is None:
                 log.info(
-                    "%s changes nothing for an order %s",
-                    event.value,
-                    row.status,
-                    extra={"order_id": str(order_id)},
+                    "%s changes nothing for an order %s", event.value, row.status, extra={"order_id": str(order_id)}
                 )
                 return False
-            if overdue_at is not None and not domain.is_overdue(row.status, _aware(row.step_deadline), overdue_at):
-                return False  # answered in time after all: its deadline moved on
-            now = self.clock()
             if transition.to is None:
                 return await self._note(session, order_id, transition, transition.detail(detail), now)
-            cancel_reason = transition.reason or reason
-            guard = [_orders.c.id == order_id, _orders.c.status == row.status]
-            if overdue_at is not None:
-                guard.append(_orders.c.step_deadline <= overdue_at)
-            changed = await session.execute(
+            if overdue_at is not None and not domain.is_overdue(row.status, _aware(row.step_deadline), overdue_at):
+                return False  # answered in time after all: its deadline moved on
+            # Another writer moved the order into a status this event moves from, after our update
+            # looked: go again.
+        raise RuntimeError(f"order {order_id} kept changing while {event.value} was applied")
+
+    async def _move(
+        self,
+        session: AsyncSession,
+        order_id: uuid.UUID,
+        status: str,
+        transition: domain.Transition,
+        now: datetime,
+        detail: str,
+        reason: str,
+        overdue_at: datetime | None,
+        publish: Publish,
+    ) -> bool:
+        """The transition from ``status``, if the order is in it (the guard); with its step and follow-up."""
+        assert transition.to is not None
+        cancel_reason = transition.reason or reason
+        guard = [_orders.c.id == order_id, _orders.c.status == status]
+        if overdue_at is not None:
+            guard.append(_orders.c.step_deadline <= overdue_at)
+        row = (
+            await session.execute(
                 _orders.update()
                 .where(*guard)
                 .values(
@@ -112,14 +140,15 @@ class Saga:
                     cancel_reason=cancel_reason if transition.to == "cancelled" else None,
                     updated_at=now,
                 )
+                .returning(_orders.c.customer_id, _orders.c.total_amount, _orders.c.currency, _orders.c.card_token)
             )
-            if changed.rowcount != 1:  # type: ignore[attr-defined]
-                continue  # another writer moved the order first: decide again on what it is now
-            await add_step(session, order_id, transition.step, transition.detail(detail), now)
-            if transition.follow_up is not None:
-                await publish(ORDERS_EVENTS, _follow_up(transition.follow_up, order_id, row, cancel_reason))
-            return True
-        raise RuntimeError(f"order {order_id} kept changing while {event.value} was applied")
+        ).first()
+        if row is None:
+            return False
+        await add_step(session, order_id, transition.step, transition.detail(detail), now)
+        if transition.follow_up is not None:
+            await publish(ORDERS_EVENTS, _follow_up(transition.follow_up, order_id, row, cancel_reason))
+        return True
 
     async def _note(
         self, session: AsyncSession, order_id: uuid.UUID, transition: domain.Transition, detail: str, now: datetime

@@ -16,3 +16,12 @@ class OrdersSettings(ServiceSettings, kw_only=True, frozen=True):
     idempotency_key_ttl_seconds: PositiveFloat = 86_400.0
     # Budget of one order's price look-ups in the catalog, retries included.
     catalog_timeout_seconds: PositiveFloat = 3.0
+
+    def __post_init__(self) -> None:
+        # A request still reading its prices would have its key taken over by the client's retry
+        # (and then roll its order back): the lock must outlast the longest legitimate request.
+        if self.idempotency_lock_timeout_seconds <= 2 * self.catalog_timeout_seconds:
+            raise ValueError(
+                "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS must be more than twice CATALOG_TIMEOUT_SECONDS "
+                f"({self.idempotency_lock_timeout_seconds} <= 2 x {self.catalog_timeout_seconds})"
+            )

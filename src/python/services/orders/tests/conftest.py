@@ -20,6 +20,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from flotilla_contracts.events import ORDERS_EVENTS, Event
+from flotilla_kit.db import Database
+from flotilla_kit.migrations import migrate
 from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
@@ -156,3 +158,14 @@ async def published(redis, order_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 async def publish(redis, stream: str, event: Event, *, source: str = "test") -> None:
     await Publisher(redis, source=source).publish(stream, event)
+
+
+@pytest.fixture
+async def orders_db(database_url) -> AsyncIterator[Database]:
+    """The orders database, migrated, for tests of one module without the app."""
+    db = Database(database_url)
+    await migrate(db, "orders.migrations")
+    try:
+        yield db
+    finally:
+        await db.dispose()

@@ -228,3 +228,28 @@ async def test_listing_pages_through_the_callers_orders_newest_first(start_order
         assert seen == newest_first
         for params in ({"limit": 0}, {"limit": 101}, {"cursor": "%%%"}, {"cursor": "WzFd"}):
             _problem(await client.get("/orders", params=params, headers=customer()), 400)
+
+
+async def test_an_admin_lists_any_customers_orders_and_a_customer_only_their_own(start_orders, catalog):
+    tea = catalog.product()
+    async with start_orders() as client:
+        bobs = (await client.post("/orders", json=order_body(tea), headers={**customer("bob"), **new_key()})).json()
+        listed = (await client.get("/orders", params={"customer_id": "bob"}, headers=ADMIN)).json()
+        assert [order["id"] for order in listed["items"]] == [bobs["id"]]
+        assert (await client.get("/orders", headers=ADMIN)).json()["items"] == []  # the admin's own
+        mine = await client.get("/orders", params={"customer_id": "bob"}, headers=customer("bob"))
+        assert [order["id"] for order in mine.json()["items"]] == [bobs["id"]]
+        _problem(await client.get("/orders", params={"customer_id": "bob"}, headers=customer("alice")), 403)
+
+
+async def test_the_same_body_spelt_otherwise_is_the_same_request(start_orders, catalog):
+    tea = catalog.product()
+    headers = {**customer(), **new_key(), "content-type": "application/json"}
+    first = f'{{"lines":[{{"product_id":"{tea["id"]}","quantity":1}}],"card_token":"tok_visa"}}'
+    # Other key order, whitespace, an upper-case UUID and the default card left out.
+    again = f'{{ "lines" : [ {{ "quantity" : 1 , "product_id" : "{tea["id"].upper()}" }} ] }}\n'
+    async with start_orders() as client:
+        placed = await client.post("/orders", content=first, headers=headers)
+        replayed = await client.post("/orders", content=again, headers=headers)
+    assert placed.status_code == replayed.status_code == 201
+    assert replayed.content == placed.content and replayed.headers["idempotent-replayed"] == "true"

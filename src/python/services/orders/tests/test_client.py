@@ -13,7 +13,7 @@ from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_http.client import HttpClient
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
-from orders.tests.conftest import customer
+from orders.tests.conftest import ADMIN, customer
 from orders_client import NotFoundError, OrdersClient, ServiceCallError
 
 
@@ -86,3 +86,13 @@ async def test_listing_pages_through_the_callers_orders(orders, catalog):
     rest = await orders.list_orders(cursor=first.next_cursor, limit=2, headers=caller)
     assert [o.id for o in first.items + rest.items] == [o.id for o in reversed(placed)]
     assert rest.next_cursor is None
+
+
+async def test_an_admin_lists_a_customers_orders_and_a_customer_cannot(orders, catalog):
+    caller = customer(f"fred-{uuid.uuid4().hex[:6]}")
+    placed = await orders.place_order(_order(catalog.product()), idempotency_key=uuid.uuid4().hex, headers=caller)
+    listed = await orders.list_orders(customer_id=caller["x-caller-id"], headers=ADMIN)
+    assert [o.id for o in listed.items] == [placed.id]
+    with pytest.raises(ServiceCallError) as refused:
+        await orders.list_orders(customer_id=caller["x-caller-id"], headers=customer("mallory"))
+    assert refused.value.status == 403

@@ -192,6 +192,9 @@ def _record(state="done", fingerprint="f1", locked_at=NOW, created_at=NOW) -> Ke
         (_record("in_flight"), NOW + timedelta(seconds=59), KeyDecision.IN_FLIGHT),
         # a claim left by a crashed request is taken over after the lock timeout
         (_record("in_flight"), NOW + LOCK, KeyDecision.RECLAIM),
+        # ... whatever its body: nothing was done under it, as after a server error (which releases it)
+        (_record("in_flight", fingerprint="other"), NOW + LOCK, KeyDecision.RECLAIM),
+        (_record("done", fingerprint="other"), NOW + LOCK, KeyDecision.MISMATCH),
         # a forgotten key is new again, whatever body it had
         (_record("done", fingerprint="other"), NOW + TTL, KeyDecision.RECLAIM),
     ],
@@ -216,6 +219,22 @@ def test_the_fingerprint_tells_bodies_apart():
     assert domain.fingerprint(b'{"a":1}') != domain.fingerprint(b'{"a":2}')
 
 
-def test_server_errors_release_the_key_and_other_answers_are_kept():
-    assert domain.stores_answer(201) and domain.stores_answer(422)
-    assert not domain.stores_answer(500) and not domain.stores_answer(503)
+def test_a_customer_lists_their_own_orders_and_an_admin_anyones():
+    assert domain.listed_customer("alice", is_admin=False, asked_for=None) == "alice"
+    assert domain.listed_customer("alice", is_admin=False, asked_for="alice") == "alice"
+    assert domain.listed_customer("admin-1", is_admin=True, asked_for="bob") == "bob"
+    assert domain.listed_customer("admin-1", is_admin=True, asked_for=None) == "admin-1"
+    with pytest.raises(domain.NotAllowed):
+        domain.listed_customer("alice", is_admin=False, asked_for="bob")
+
+
+def test_a_customer_reads_their_own_orders_and_an_admin_anyones():
+    assert domain.visible_to("alice", is_admin=False) == "alice"
+    assert domain.visible_to("admin-1", is_admin=True) is None
+
+
+def test_each_event_moves_an_order_only_from_the_statuses_it_answers():
+    assert [s for s, _ in domain.moves_of(SagaEvent.STOCK_RESERVED)] == ["awaiting_stock"]
+    assert [s for s, _ in domain.moves_of(SagaEvent.PAYMENT_CAPTURED)] == ["awaiting_payment"]
+    assert [s for s, _ in domain.moves_of(SagaEvent.STEP_TIMED_OUT)] == ["awaiting_stock", "awaiting_payment"]
+    assert domain.moves_of(SagaEvent.PAYMENT_REFUNDED) == []

@@ -6,6 +6,7 @@ Each test waits, with a deadline, for the order's status and for the events orde
 
 import uuid
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -279,3 +280,17 @@ async def test_two_instances_sweeping_one_database_cancel_each_overdue_order_onc
             "orders.OrderPlaced",
             "orders.OrderCancelled",
         ]
+
+
+async def test_deadlines_hold_with_a_clock_in_another_time_zone(start_orders, catalog, redis):
+    # An aware clock need not be in UTC; SQLite keeps a time without its offset, so the service must
+    # store UTC, or a deadline read back would be two hours off and the sweeper would never reach it.
+    utc = FakeClock()
+    paris_summer = timezone(timedelta(hours=2))
+    async with start_orders(clock=lambda: utc().astimezone(paris_summer), saga_step_timeout_seconds=5) as client:
+        order = await _place(client, catalog)
+        assert datetime.fromisoformat(order["created_at"]) == utc.now
+        assert datetime.fromisoformat((await _order(client, order["id"]))["created_at"]) == utc.now
+        utc.advance(5)
+        cancelled = await _until_status(client, order["id"], "cancelled")
+    assert cancelled["cancel_reason"] == "stock step timed out"

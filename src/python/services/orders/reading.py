@@ -1,0 +1,110 @@
+"""Reading orders with their lines and history: one order, or a customer's orders page by page."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.orders import Order, OrderLine, OrderPage, OrderStep
+from flotilla_kit.db import Database
+from flotilla_kit.pagination import (
+    InvalidCursor,
+    as_utc,
+    decode_cursor,
+    encode_cursor,
+    parse_timestamp_key,
+    timestamp_key,
+)
+from orders.models import Order as OrderRow
+from orders.models import OrderLine as LineRow
+from orders.models import OrderStep as StepRow
+
+_orders = cast(sa.Table, OrderRow.__table__)
+_lines = cast(sa.Table, LineRow.__table__)
+_steps = cast(sa.Table, StepRow.__table__)
+
+
+async def find_order(db: Database, order_id: uuid.UUID, *, customer_id: str | None) -> Order | None:
+    """The order, if it is ``customer_id``'s (any customer's for None)."""
+    query = sa.select(_orders).where(_orders.c.id == order_id)
+    if customer_id is not None:
+        query = query.where(_orders.c.customer_id == customer_id)
+    async with db.reader() as session:  # one snapshot: the history agrees with the status
+        row = (await session.execute(query)).first()
+        return (await _with_details(session, [row]))[0] if row else None
+
+
+async def customer_orders(db: Database, customer_id: str, *, limit: int, cursor: str | None) -> OrderPage:
+    """A page of the customer's orders, newest first; raises InvalidCursor for a cursor not issued here."""
+    query = (
+        sa.select(_orders)
+        .where(_orders.c.customer_id == customer_id)
+        .order_by(_orders.c.created_at.desc(), _orders.c.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        after_created, after_id = _position(cursor)
+        query = query.where(
+            sa.or_(
+                _orders.c.created_at < after_created,
+                sa.and_(_orders.c.created_at == after_created, _orders.c.id < after_id),
+            )
+        )
+    async with db.reader() as session:
+        rows = (await session.execute(query)).all()
+        items = await _with_details(session, rows[:limit])
+    last = items[-1] if len(rows) > limit else None
+    next_cursor = encode_cursor(timestamp_key(last.created_at), str(last.id)) if last else None
+    return OrderPage(items=items, next_cursor=next_cursor)
+
+
+def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
+    created_key, id_key = decode_cursor(cursor, arity=2)
+    try:
+        return parse_timestamp_key(created_key), uuid.UUID(str(id_key))
+    except ValueError:
+        raise InvalidCursor(f"invalid cursor {cursor!r}") from None
+
+
+async def _with_details(session: AsyncSession, rows: Sequence[Any]) -> list[Order]:
+    """The orders of ``rows`` with their lines and history (two queries for the whole page)."""
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    lines: dict[uuid.UUID, list[OrderLine]] = defaultdict(list)
+    for line in await session.execute(
+        sa.select(_lines).where(_lines.c.order_id.in_(ids)).order_by(_lines.c.order_id, _lines.c.line_no)
+    ):
+        lines[line.order_id].append(
+            OrderLine(
+                product_id=line.product_id,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=Money(line.unit_price_amount, line.currency),
+            )
+        )
+    history: dict[uuid.UUID, list[OrderStep]] = defaultdict(list)
+    for step in await session.execute(sa.select(_steps).where(_steps.c.order_id.in_(ids)).order_by(_steps.c.id)):
+        history[step.order_id].append(OrderStep(step=step.step, at=as_utc(step.at), detail=step.detail))
+    return [
+        Order(
+            id=row.id,
+            customer_id=row.customer_id,
+            status=row.status,
+            lines=lines[row.id],
+            total=Money(row.total_amount, row.currency),
+            cancel_reason=row.cancel_reason,
+            step_deadline=as_utc(row.step_deadline) if row.step_deadline else None,
+            history=history[row.id],
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+        )
+        for row in rows
+    ]
