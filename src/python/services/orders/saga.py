@@ -98,14 +98,14 @@ class Saga:
             if row is None:
                 log.warning("%s for an unknown order, ignored", event.value, extra={"order_id": str(order_id)})
                 return False
-            transition = domain.transition_for(event, row.status)
-            if transition is None:
+            found = domain.transition_for(event, row.status)
+            if found is None:
                 log.info(
                     "%s changes nothing for an order %s", event.value, row.status, extra={"order_id": str(order_id)}
                 )
                 return False
-            if transition.to is None:
-                return await self._note(session, order_id, transition, transition.detail(detail), now)
+            if found.to is None:
+                return await self._note(session, order_id, found, found.detail(detail), now)
             if overdue_at is not None and not domain.is_overdue(row.status, _aware(row.step_deadline), overdue_at):
                 return False  # answered in time after all: its deadline moved on
             # Another writer moved the order into a status this event moves from, after our update

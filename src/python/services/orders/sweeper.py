@@ -151,7 +151,7 @@ class Sweeper:
         cutoff = self.saga.clock() - self.key_ttl
         async with self.db.transaction() as session:
             result = await session.execute(_keys.delete().where(_keys.c.created_at <= cutoff))
-        return int(result.rowcount or 0)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def sweeper_component(saga: Saga, outbox: Outbox) -> Component:
