@@ -1,4 +1,4 @@
-"""Notification rules: what a customer is told about an order, and who may read it. Pure, no I/O."""
+"""Notification rules: what a customer is told about an order. Pure, no I/O."""
 
 from __future__ import annotations
 
@@ -14,10 +14,6 @@ _DECIMALS = {
                      "XAF", "XOF", "XPF"], 0),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
 }  # fmt: skip
-
-
-class NotAllowed(Exception):
-    """A customer asked for notifications that are not theirs (answered with 403)."""
 
 
 @dataclass(frozen=True)
@@ -45,15 +41,3 @@ def notification_for(event: OrderConfirmed | OrderCancelled) -> NewNotification:
     reason = event.reason.strip().rstrip(".")
     because = f": {reason}." if reason else "."
     return NewNotification(kind="order_cancelled", message=f"Your order {event.order_id} was cancelled{because}")
-
-
-def customer_filter(*, caller_id: str, is_admin: bool, asked_for: str | None) -> str | None:
-    """The customer whose notifications a caller gets: an admin any (or all, None), a customer their own.
-
-    Raises NotAllowed when a customer names another customer.
-    """
-    if is_admin:
-        return asked_for
-    if asked_for is not None and asked_for != caller_id:
-        raise NotAllowed("a customer can read only their own notifications")
-    return caller_id

@@ -6,27 +6,17 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from flotilla_contracts.orders import Order, OrderCreate, OrderPage
 from flotilla_kit.db import Database
-from flotilla_kit.identity import CALLER_ID_HEADER, caller_roles
-from flotilla_kit.openapi import answers, problem_responses
+from flotilla_kit.identity import caller_id, caller_roles, require_caller, visible_customer
+from flotilla_kit.openapi import problem_responses
 from flotilla_kit.pagination import InvalidCursor
-from flotilla_kit.problems import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ServiceUnavailable,
-    Unauthorized,
-    Unprocessable,
-)
+from flotilla_kit.problems import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from orders import domain, reading
 from orders.idempotency import KeyInFlight, KeyReused, StoredAnswer
 from orders.placing import CatalogUnavailable, ClaimLost, Placement
@@ -45,24 +35,6 @@ _PLACING = {
 }
 
 
-@answers({401: "No authenticated caller (the gateway sets one from a valid token)."})
-def require_caller(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-    """A Litestar guard: 401 without the caller identity the gateway sets."""
-    caller = connection.headers.get(CALLER_ID_HEADER)
-    if not caller:
-        raise Unauthorized("this operation needs an authenticated caller")
-    if len(caller) > MAX_CALLER_ID_LENGTH:
-        raise BadRequest(f"the caller id is longer than {MAX_CALLER_ID_LENGTH} characters")
-
-
-def _caller(request: Request[Any, Any, Any]) -> str:
-    return request.headers[CALLER_ID_HEADER]  # present: require_caller guards every route here
-
-
-def _is_admin(request: Request[Any, Any, Any]) -> bool:
-    return "admin" in caller_roles(request)
-
-
 def _answer(stored: StoredAnswer, *, replayed: bool) -> Response[Any]:
     headers = {name: value for name, value in stored.headers.items() if name != "content-type"}
     if replayed:
@@ -78,7 +50,7 @@ def _answer(stored: StoredAnswer, *, replayed: bool) -> Response[Any]:
 class OrderController(Controller):
     path = "/orders"
     tags = ["orders"]
-    guards = [require_caller]
+    guards = [require_caller(max_length=MAX_CALLER_ID_LENGTH)]
 
     @post(
         "/",
@@ -111,7 +83,7 @@ class OrderController(Controller):
         """Place an order at the catalog's current prices; its saga reserves stock, then takes payment."""
         try:
             key = domain.check_idempotency_key(idempotency_key)
-            answer, replayed = await placement.place(_caller(request), key, data, path=request.url.path)
+            answer, replayed = await placement.place(caller_id(request), key, data, path=request.url.path)
         except domain.InvalidIdempotencyKey as exc:
             raise BadRequest(str(exc)) from None
         except KeyReused:
@@ -136,7 +108,7 @@ class OrderController(Controller):
         self, request: Request[Any, Any, Any], db: NamedDependency[Database], order_id: FromPath[uuid.UUID]
     ) -> Order:
         """An order with its status and the history of its saga; a customer sees only their own."""
-        visible = domain.visible_to(_caller(request), is_admin=_is_admin(request))
+        visible = visible_customer(None, caller_id(request), caller_roles(request))
         order = await reading.find_order(db, order_id, customer_id=visible)
         if order is None:
             raise NotFound(f"no order with id {order_id}")
@@ -159,10 +131,12 @@ class OrderController(Controller):
         ] = None,
     ) -> OrderPage:
         """A customer's orders, newest first (the caller's own unless an admin names another); page with `cursor`."""
+        caller = caller_id(request)
+        customer = visible_customer(
+            customer_id, caller, caller_roles(request), refusal="a customer lists only their own orders"
+        )
         try:
-            customer = domain.listed_customer(_caller(request), is_admin=_is_admin(request), asked_for=customer_id)
-            return await reading.customer_orders(db, customer, limit=limit, cursor=cursor)
-        except domain.NotAllowed as exc:
-            raise Forbidden(str(exc)) from None
+            # A listing is one customer's: an admin who names no one lists their own.
+            return await reading.customer_orders(db, customer or caller, limit=limit, cursor=cursor)
         except InvalidCursor:
             raise BadRequest(f"invalid cursor {cursor!r}") from None

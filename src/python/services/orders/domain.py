@@ -62,27 +62,6 @@ def order_total(lines: Sequence[OrderLine]) -> Money:
     return Money(amount, lines[0].unit_price.currency)
 
 
-# who sees which orders
-
-
-class NotAllowed(Exception):
-    """A customer asked for another customer's orders (answered 403)."""
-
-
-def listed_customer(caller_id: str, *, is_admin: bool, asked_for: str | None) -> str:
-    """Whose orders a listing shows: the caller's own, or any customer's for an admin."""
-    if asked_for is None or asked_for == caller_id:
-        return caller_id
-    if not is_admin:
-        raise NotAllowed("a customer lists only their own orders")
-    return asked_for
-
-
-def visible_to(caller_id: str, *, is_admin: bool) -> str | None:
-    """The customer whose orders the caller may read one by one; None: anyone's (an admin)."""
-    return None if is_admin else caller_id
-
-
 # the saga
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,27 +13,15 @@ from flotilla_contracts.catalog import Money, Product
 from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_http.client import HttpClient
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.processes import ServiceProcess, running_service
 
 ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}  # what the gateway sets for an admin
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory, redis_server) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('catalog')}/catalog.db",
-        "REDIS_URL": redis_server.url,
-    }
-    process = ServiceProcess([sys.executable, "-m", "catalog", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
+    with running_service("catalog", redis_url=redis_server.url, data_dir=tmp_path_factory.mktemp("catalog")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

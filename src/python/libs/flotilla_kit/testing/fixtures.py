@@ -1,17 +1,19 @@
 """Pytest fixtures for real servers, shared by every test suite: import them into a conftest.py.
 
-    from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
+    from flotilla_kit.testing.fixtures import database_url, postgres, redis, redis_server
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis.asyncio import Redis
 
 from flotilla_kit.testing.postgres import PostgresServer, start_postgres
 from flotilla_kit.testing.redis import RedisServer, start_redis
+from flotilla_redis.factory import create_redis
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,12 @@ def redis_server() -> Iterator[RedisServer]:
     server = start_redis()
     yield server
     server.close()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of the session's Redis, emptied first: each test sees only its own streams and keys."""
+    client = create_redis(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -11,7 +12,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from flotilla_kit.testing.ports import free_port
 
 _PR_SET_PDEATHSIG = 1
 # Looked up once here: loading libc in the forked child could wait on a lock another thread held.
@@ -98,3 +102,43 @@ def serve_asgi(
     process = ServiceProcess(command, port=port, env=env, cwd=cwd)
     process.wait_ready(timeout=60, path="/healthz")
     return process
+
+
+@contextlib.contextmanager
+def running_service(
+    module: str,
+    *,
+    redis_url: str,
+    data_dir: Path | str,
+    services: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Iterator[ServiceProcess]:
+    """``python -m <module> serve`` as its own process on a free port, from the test's own sources; ready.
+
+    Its database is a SQLite file ``<module>.db`` in ``data_dir``, its events go to ``redis_url``;
+    ``services`` (name -> base URL) are the services it calls, found by static discovery; ``env``
+    adds or overrides settings. On leaving, the process is stopped (SIGTERM) and whatever is left of
+    its process group is killed, so a worker that outlived its parent cannot hold the port.
+    """
+    port = free_port()
+    settings = {
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": f"sqlite:///{data_dir}/{module}.db",
+        "REDIS_URL": redis_url,
+        **(
+            {"DISCOVERY": "static", "SERVICE_URLS": ";".join(f"{name}={url}" for name, url in services.items())}
+            if services
+            else {}
+        ),
+        **(env or {}),
+    }
+    process = ServiceProcess([sys.executable, "-m", module, "serve", "--port", str(port)], port=port, env=settings)
+    try:
+        process.wait_ready(timeout=timeout)
+        yield process
+    finally:
+        process.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.process.pid, signal.SIGKILL)

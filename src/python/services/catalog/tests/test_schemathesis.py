@@ -6,35 +6,21 @@ an anonymous caller and as an admin (the identity headers the gateway sets).
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from catalog.tests.conftest import ADMIN
 from flotilla_kit.testing.openapi_fuzz import fuzz_every_operation, load_document
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.processes import ServiceProcess, running_service
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory, redis_server) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "REDIS_URL": redis_server.url,
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('catalog')}/catalog.db",
-    }
-    process = ServiceProcess([sys.executable, "-m", "catalog", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
+    with running_service("catalog", redis_url=redis_server.url, data_dir=tmp_path_factory.mktemp("catalog")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from flotilla_contracts.catalog import Money
 from flotilla_contracts.events import CATALOG_EVENTS, ORDERS_EVENTS, Event, OrderCancelled, OrderConfirmed, OrderPlaced
 from flotilla_contracts.orders import OrderLine
 from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
+from flotilla_kit.testing.processes import ServiceProcess, running_service
 from flotilla_streams.consumer import ConsumerOptions
 from flotilla_streams.dlq import dlq_stream
 from flotilla_streams.envelope import ENVELOPE_FIELD, Envelope, encode, wrap
@@ -51,6 +52,14 @@ def client(database_url, redis_server, streams):
         ORDERS_EVENTS: 0,
         CATALOG_EVENTS: 0,
     }
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory, redis_server) -> Iterator[ServiceProcess]:
+    """The inventory served for real (python -m inventory serve), one process per test module that asks."""
+    data_dir = tmp_path_factory.mktemp("inventory")
+    with running_service("inventory", redis_url=redis_server.url, data_dir=data_dir) as process:
+        yield process
 
 
 def publish(streams: redis.Redis, stream: str, event: Event, *, envelope: Envelope | None = None) -> Envelope:

@@ -3,10 +3,8 @@ gateway's storefront and the tools call it."""
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -16,29 +14,9 @@ from flotilla_contracts.inventory import ReservedLine, StockLevel
 from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_http.client import HttpClient
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.waiting import eventually
 from inventory.tests.conftest import ADMIN, order_placed, publish
 from inventory_client import InventoryClient, NotFoundError, ServiceCallError
-
-
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory, redis_server) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('inventory')}/inventory.db",
-        "REDIS_URL": redis_server.url,
-        "INSTANCE_ID": "inventory-client-test",
-    }
-    process = ServiceProcess([sys.executable, "-m", "inventory", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

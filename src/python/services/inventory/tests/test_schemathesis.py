@@ -6,36 +6,12 @@ an anonymous caller and as an admin (the identity headers the gateway sets).
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-
 import pytest
 
 from flotilla_kit.testing.openapi_fuzz import fuzz_every_operation, load_document
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
 from inventory.tests.conftest import ADMIN
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory, redis_server) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('inventory')}/inventory.db",
-        "REDIS_URL": redis_server.url,
-        "INSTANCE_ID": "inventory-fuzz",
-    }
-    process = ServiceProcess([sys.executable, "-m", "inventory", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

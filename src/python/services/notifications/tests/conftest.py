@@ -8,9 +8,9 @@ from litestar.testing import AsyncTestClient
 
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.events import ORDERS_EVENTS, Event, OrderCancelled, OrderConfirmed
-from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
+from flotilla_kit.testing.apps import started
+from flotilla_kit.testing.fixtures import database_url, postgres, redis, redis_server
 from flotilla_kit.testing.waiting import eventually
-from flotilla_redis.factory import create_redis
 from flotilla_streams import testing as streams_testing
 from flotilla_streams.consumer import ConsumerOptions
 from flotilla_streams.envelope import Envelope
@@ -30,14 +30,6 @@ def customer(customer_id: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def redis(redis_server):
-    client = create_redis(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def make_settings(tmp_path, redis_server):
     def make_settings(database_url: str | None = None, instance_id: str = "notifications-1") -> NotificationsSettings:
         return NotificationsSettings(
@@ -54,8 +46,7 @@ def make_settings(tmp_path, redis_server):
 async def running(settings: NotificationsSettings) -> AsyncIterator[tuple[Litestar, AsyncTestClient]]:
     """The notifications app, started by the test client (its consumer runs beside the test)."""
     app = create_app(settings, consumer_options=FAST)
-    async with AsyncTestClient(app) as http:
-        await eventually(lambda: _ready(http), what="notifications ready")
+    async with started(app) as http:
         yield app, http
 
 
@@ -63,10 +54,6 @@ async def running(settings: NotificationsSettings) -> AsyncIterator[tuple[Litest
 async def notifications(make_settings, redis):
     async with running(make_settings()) as started:
         yield started
-
-
-async def _ready(http: AsyncTestClient) -> bool:
-    return (await http.get("/readyz")).status_code == 200
 
 
 def confirmed(order_id: uuid.UUID, customer_id: str = "c-1", amount: int = 1250) -> OrderConfirmed:

@@ -1,8 +1,5 @@
 """notifications_client against notifications served as a real process, over loopback."""
 
-import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,8 +8,7 @@ import pytest
 from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.resolver import StaticResolver
 from flotilla_http.client import HttpClient
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.processes import ServiceProcess, running_service
 from flotilla_kit.testing.waiting import eventually
 from flotilla_redis.factory import create_redis
 from notifications.tests.conftest import ADMIN, cancelled, confirmed, customer, publish
@@ -21,25 +17,13 @@ from notifications_client import NotificationsClient, ServiceCallError
 
 @pytest.fixture(scope="module")
 def service(redis_server, tmp_path_factory) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        # Started by module name, as `python -m notifications serve`, with this test's import path.
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('notifications')}/notifications.db",
-        "REDIS_URL": redis_server.url,
-        "INSTANCE_ID": "notifications-client-test",
-    }
-    command = [sys.executable, "-m", "notifications", "serve", "--port", str(port)]
-    process = ServiceProcess(command, port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
+    with running_service(
+        "notifications",
+        redis_url=redis_server.url,
+        data_dir=tmp_path_factory.mktemp("notifications"),
+        env={"INSTANCE_ID": "notifications-client-test"},
+    ) as process:
         yield process
-    finally:
-        process.stop()
-        try:  # anything left of its process group (a worker that outlived its parent)
-            os.killpg(process.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ sweeper, and calls the catalog over loopback through static discovery.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,11 +20,9 @@ from litestar.testing import AsyncTestClient
 from flotilla_contracts.events import ORDERS_EVENTS, Event
 from flotilla_kit.db import Database
 from flotilla_kit.migrations import migrate
-from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
-from flotilla_kit.testing.waiting import eventually
-from flotilla_redis.factory import create_redis
+from flotilla_kit.testing.apps import started
+from flotilla_kit.testing.fixtures import database_url, postgres, redis, redis_server
+from flotilla_kit.testing.processes import ServiceProcess, running_service
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 from flotilla_streams.publisher import Publisher
 from orders.app import create_app
@@ -76,28 +72,21 @@ class Catalog:
 
 @pytest.fixture(scope="session")
 def catalog(redis_server, tmp_path_factory) -> Iterator[Catalog]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('catalog')}/catalog.db",
-        "REDIS_URL": redis_server.url,  # the catalog publishes its events
-    }
-    process = ServiceProcess([sys.executable, "-m", "catalog", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
+    # Redis: the catalog publishes its events.
+    with running_service("catalog", redis_url=redis_server.url, data_dir=tmp_path_factory.mktemp("catalog")) as process:
         yield Catalog(process)
-    finally:
-        process.stop()
 
 
-@pytest.fixture
-async def redis(redis_server):
-    """The session's Redis, emptied: each test sees only its own streams."""
-    client = create_redis(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
+@pytest.fixture(scope="module")
+def orders_service(catalog, redis_server, tmp_path_factory) -> Iterator[ServiceProcess]:
+    """Orders served for real (python -m orders serve), pricing from the catalog; one process per test module."""
+    with running_service(
+        "orders",
+        redis_url=redis_server.url,
+        data_dir=tmp_path_factory.mktemp("orders"),
+        services={"catalog": catalog.base_url},
+    ) as process:
+        yield process
 
 
 def settings_for(database_url: str, redis_url: str, catalog_url: str, **overrides: Any) -> OrdersSettings:
@@ -126,15 +115,10 @@ def start_orders(database_url, redis, redis_server, catalog) -> OrdersFactory:
         overrides.setdefault("service_urls", f"catalog={catalog.base_url}")
         settings = settings_for(database_url, redis_server.url, catalog.base_url, **overrides)
         app = create_app(settings, **({"clock": clock} if clock else {}))
-        async with AsyncTestClient(app) as client:
-            await eventually(lambda: _ready(client), what="orders ready")
+        async with started(app) as client:
             yield client
 
     return start
-
-
-async def _ready(client: AsyncTestClient) -> bool:
-    return (await client.get("/readyz")).status_code == 200
 
 
 def order_body(*products: dict[str, Any], quantity: int = 1, **extra: Any) -> dict[str, Any]:

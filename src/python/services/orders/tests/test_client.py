@@ -1,9 +1,6 @@
 """orders_client against a real orders service, served as its own process (python -m orders serve)."""
 
-import os
-import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,29 +8,8 @@ from flotilla_contracts.orders import OrderCreate, OrderLineRequest
 from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_http.client import HttpClient
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
 from orders.tests.conftest import ADMIN, customer
 from orders_client import NotFoundError, OrdersClient, ServiceCallError
-
-
-@pytest.fixture(scope="module")
-def orders_service(catalog, redis_server, tmp_path_factory) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('orders')}/orders.db",
-        "REDIS_URL": redis_server.url,
-        "DISCOVERY": "static",
-        "SERVICE_URLS": f"catalog={catalog.base_url}",
-    }
-    process = ServiceProcess([sys.executable, "-m", "orders", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -219,20 +219,6 @@ def test_the_fingerprint_tells_bodies_apart():
     assert domain.fingerprint(b'{"a":1}') != domain.fingerprint(b'{"a":2}')
 
 
-def test_a_customer_lists_their_own_orders_and_an_admin_anyones():
-    assert domain.listed_customer("alice", is_admin=False, asked_for=None) == "alice"
-    assert domain.listed_customer("alice", is_admin=False, asked_for="alice") == "alice"
-    assert domain.listed_customer("admin-1", is_admin=True, asked_for="bob") == "bob"
-    assert domain.listed_customer("admin-1", is_admin=True, asked_for=None) == "admin-1"
-    with pytest.raises(domain.NotAllowed):
-        domain.listed_customer("alice", is_admin=False, asked_for="bob")
-
-
-def test_a_customer_reads_their_own_orders_and_an_admin_anyones():
-    assert domain.visible_to("alice", is_admin=False) == "alice"
-    assert domain.visible_to("admin-1", is_admin=True) is None
-
-
 def test_each_event_moves_an_order_only_from_the_statuses_it_answers():
     assert [s for s, _ in domain.moves_of(SagaEvent.STOCK_RESERVED)] == ["awaiting_stock"]
     assert [s for s, _ in domain.moves_of(SagaEvent.PAYMENT_CAPTURED)] == ["awaiting_payment"]

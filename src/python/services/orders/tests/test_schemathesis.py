@@ -6,42 +6,17 @@ an anonymous caller and as a customer (the identity headers the gateway sets).
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-
 import pytest
 
 from flotilla_kit.testing.openapi_fuzz import fuzz_every_operation, load_document
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
 from orders.tests.conftest import customer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def orders(catalog, redis_server, tmp_path_factory) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('orders')}/orders.db",
-        "REDIS_URL": redis_server.url,
-        "DISCOVERY": "static",
-        "SERVICE_URLS": f"catalog={catalog.base_url}",
-    }
-    process = ServiceProcess([sys.executable, "-m", "orders", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def document(orders):
-    return load_document(f"{orders.base_url}/schema/openapi.json")
+def document(orders_service):
+    return load_document(f"{orders_service.base_url}/schema/openapi.json")
 
 
 def test_the_document_has_every_operation(document):
@@ -51,6 +26,6 @@ def test_the_document_has_every_operation(document):
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "customer"])
-def test_generated_requests_get_only_answers_the_document_lists(orders, document, caller, subtests):
+def test_generated_requests_get_only_answers_the_document_lists(orders_service, document, caller, subtests):
     headers = customer() if caller == "customer" else {}
-    fuzz_every_operation(document, base_url=orders.base_url, headers=headers, subtests=subtests)
+    fuzz_every_operation(document, base_url=orders_service.base_url, headers=headers, subtests=subtests)

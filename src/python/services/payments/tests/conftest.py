@@ -20,9 +20,9 @@ from flotilla_contracts.events import (
     PaymentRequested,
 )
 from flotilla_kit.db import Database
-from flotilla_kit.testing.fixtures import database_url, postgres, redis_server
+from flotilla_kit.testing.apps import started
+from flotilla_kit.testing.fixtures import database_url, postgres, redis, redis_server
 from flotilla_kit.testing.waiting import eventually
-from flotilla_redis.factory import create_redis
 from flotilla_streams import testing as streams_testing
 from flotilla_streams.consumer import ConsumerOptions
 from flotilla_streams.envelope import Envelope, PayloadDecoder
@@ -39,14 +39,6 @@ FAST = ConsumerOptions(
 )
 
 _payment_events = PayloadDecoder([PaymentCaptured, PaymentDeclined, PaymentRefunded])
-
-
-@pytest.fixture
-async def redis(redis_server):
-    client = create_redis(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -69,8 +61,7 @@ async def running(
 ) -> AsyncIterator[tuple[Litestar, AsyncTestClient]]:
     """The payments app, started in this event loop (its consumer and relay run beside the test)."""
     app = create_app(settings, consumer_options=options)
-    async with AsyncTestClient(app) as http:
-        await eventually(lambda: _ready(http), what="payments ready")
+    async with started(app) as http:
         yield app, http
 
 
@@ -79,10 +70,6 @@ async def payments(make_settings, redis):
     """Payments on a SQLite file, with the default provider (declines above 100000 and tok_declined)."""
     async with running(make_settings()) as started:
         yield started
-
-
-async def _ready(http: AsyncTestClient) -> bool:
-    return (await http.get("/readyz")).status_code == 200
 
 
 def requested(order_id: uuid.UUID, amount: int = 2500, card_token: str = "tok_visa") -> PaymentRequested:

@@ -1,8 +1,5 @@
 """payments_client against payments served as a real process, over loopback."""
 
-import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,8 +8,7 @@ import pytest
 from flotilla_discovery.balancer import Balancer
 from flotilla_discovery.resolver import StaticResolver
 from flotilla_http.client import HttpClient
-from flotilla_kit.testing.ports import free_port
-from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.processes import ServiceProcess, running_service
 from flotilla_kit.testing.waiting import eventually
 from flotilla_redis.factory import create_redis
 from payments.tests.conftest import ADMIN, publish, requested
@@ -21,24 +17,13 @@ from payments_client import NotFoundError, PaymentsClient, ServiceCallError
 
 @pytest.fixture(scope="module")
 def service(redis_server, tmp_path_factory) -> Iterator[ServiceProcess]:
-    port = free_port()
-    env = {
-        # Started by module name, as `python -m payments serve`, with this test's import path.
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('payments')}/payments.db",
-        "REDIS_URL": redis_server.url,
-        "INSTANCE_ID": "payments-client-test",
-    }
-    process = ServiceProcess([sys.executable, "-m", "payments", "serve", "--port", str(port)], port=port, env=env)
-    try:
-        process.wait_ready(timeout=60)
+    with running_service(
+        "payments",
+        redis_url=redis_server.url,
+        data_dir=tmp_path_factory.mktemp("payments"),
+        env={"INSTANCE_ID": "payments-client-test"},
+    ) as process:
         yield process
-    finally:
-        process.stop()
-        try:  # anything left of its process group (a worker that outlived its parent)
-            os.killpg(process.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
