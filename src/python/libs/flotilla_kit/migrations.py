@@ -101,8 +101,10 @@ def alembic_config(package: str, connection: sa.Connection | None = None) -> Con
     from alembic.config import Config
 
     # Alembic's lines ("Context impl ...", "Running upgrade ..." before a run that may yet roll
-    # back) say less than the kit's own, logged per revision once the run has committed.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    # back) say less than the kit's own, logged per revision once the run has committed; its
+    # plugin set-up lines ("setup plugin ...") say nothing to an operator.
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(script_location(package)))
     config.attributes.update(connection=connection, version_table=version_table(package))

@@ -1,0 +1,563 @@
+"""``stack up | down | status``: the whole platform on this machine, one process per instance.
+
+``up`` is the supervisor: it starts Redis (AOF under the data dir), every service instance (each
+service on its own SQLite file in the data dir, shared by its replicas), then the gateway; it waits
+until every instance is ready, prints where things are and streams the logs until SIGINT/SIGTERM,
+then stops everything in order: gateway first (no new work), the services, Redis last (services
+flush their outboxes into it). Children get SIGTERM from the kernel when the supervisor dies, even
+by ``kill -9``, so no process is left behind. ``down`` asks the supervisor to stop (or, if it is
+gone, stops what the state file lists, in the same order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import ctypes
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from stack.logview import LogFollower, last_lines
+from stack.runner import SERVICES
+from stack.state import Instance, StackLock, StackState, alive, read_state, remove_state, write_state
+
+from flotilla_kit.info import read_version
+from flotilla_kit.server import PortUnavailable, check_port_free
+from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.redis import RedisUnavailable, find_redis_server
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+GATEWAY = "gateway"
+REDIS = "redis"
+
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: loading libc in the forked child could wait on a lock another thread held.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+class StackError(Exception):
+    """Bad use or a failed start: the message is for the user; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived: stop everything."""
+
+
+def _die_with_supervisor() -> None:
+    # Runs in the child before exec: SIGTERM from the kernel when the supervisor's main thread ends.
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# --- arguments
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``orders=2,inventory=2`` -> counts per service (1 for the rest). Raises StackError (usage)."""
+    counts = dict.fromkeys(SERVICES, 1)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition("=")
+        name = name.strip()
+        if name not in SERVICES:
+            valid = ", ".join(SERVICES)
+            hint = " (the gateway runs once)" if name == GATEWAY else ""
+            raise StackError(f"--replicas: unknown service {name!r}{hint}; valid services: {valid}", EXIT_USAGE)
+        if not count.strip().isdigit() or not 1 <= int(count) <= 16:
+            raise StackError(f"--replicas: {part!r}: the count must be a whole number from 1 to 16", EXIT_USAGE)
+        counts[name] = int(count)
+    return counts
+
+
+# --- processes
+
+
+@dataclass
+class Launched:
+    record: Instance
+    process: subprocess.Popen[bytes]
+    log_file: IO[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.record.port}"
+
+
+def _launch(
+    command: Sequence[str], *, service: str, instance: str, port: int, env: dict[str, str], data_dir: Path
+) -> Launched:
+    log_path = data_dir / "logs" / f"{instance}.log"
+    log_file = open(log_path, "ab")  # closed when the process is stopped
+    process = subprocess.Popen(
+        list(command),
+        env={**os.environ, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        # Its own process group: Ctrl-C in the terminal reaches the supervisor only, which stops
+        # the instances in order; and a group kill takes a service's server worker with it.
+        start_new_session=True,
+        preexec_fn=_die_with_supervisor,
+    )
+    return Launched(
+        Instance(service=service, instance=instance, port=port, pid=process.pid, log=str(log_path)), process, log_file
+    )
+
+
+def _stop_pid(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM, wait, then SIGKILL the process group of whatever is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # leftovers (a server worker) and a process that would not stop
+
+
+def _stop_launched(launched: Sequence[Launched]) -> None:
+    """Stop these together (SIGTERM each, then wait for all)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(launched))) as pool:
+        list(pool.map(lambda one: _stop_pid(one.process.pid), launched))
+    for one in launched:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            one.process.wait(5)  # reap
+        one.log_file.close()
+
+
+def _get_json(url: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            body = json.loads(response.read())
+            return body if isinstance(body, dict) else None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return None
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _redis_ready(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _is_ready(record: Instance) -> bool:
+    return _redis_ready(record.port) if record.service == REDIS else _ready(record.port)
+
+
+def _version(record: Instance) -> str:
+    if record.service == REDIS:
+        return "-"
+    info = _get_json(f"http://127.0.0.1:{record.internal_port or record.port}/info")
+    if info and isinstance(info.get("version"), str):
+        return str(info["version"])
+    return read_version(record.service)
+
+
+# --- the status table
+
+
+def status_rows(state: StackState) -> list[tuple[str, str, str, str, str, str]]:
+    rows = []
+    for record in state.instances:
+        running = alive(record.pid)
+        ready = running and _is_ready(record)
+        version = _version(record) if running else "-"
+        rows.append(
+            (
+                record.service,
+                record.instance,
+                str(record.port),
+                str(record.pid),
+                "yes" if ready else ("no" if running else "exited"),
+                version,
+            )
+        )
+    return rows
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    header = ("SERVICE", "INSTANCE", "PORT", "PID", "READY", "VERSION")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+# --- up
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path
+    from_source: bool
+    replicas: dict[str, int]
+    port: int
+    dist_dir: Path
+    ready_timeout: float
+
+
+class Supervisor:
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.data_dir = options.data_dir
+        self.state = StackState(supervisor_pid=os.getpid(), phase="starting")
+        self.redis: Launched | None = None
+        self.services: list[Launched] = []
+        self.gateway: Launched | None = None
+
+    # commands and settings
+
+    def _command(self, service: str, port: int) -> list[str]:
+        if self.options.from_source:
+            return [sys.executable, "-m", service, "serve", "--port", str(port)]
+        return [str(self._pex(service)), "serve", "--port", str(port)]
+
+    def _pex(self, service: str) -> Path:
+        return self.options.dist_dir / f"src.python.services.{service}" / f"{service}.pex"
+
+    def check_pexes(self) -> None:
+        if self.options.from_source:
+            return
+        missing = [str(self._pex(s)) for s in (*SERVICES, GATEWAY) if not self._pex(s).exists()]
+        if missing:
+            raise StackError(
+                "missing PEX: " + ", ".join(missing) + "\nbuild them with `./pants package ::`"
+                " (or run from the sources with --from-source)"
+            )
+
+    def _env(self, instance: str) -> dict[str, str]:
+        assert self.redis is not None
+        env = {
+            "DISCOVERY": "redis",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis.record.port}/0",
+            "INSTANCE_ID": instance,
+            "HOST": "127.0.0.1",
+        }
+        if self.options.from_source:
+            env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        return env
+
+    def token_command(self) -> str:
+        key = shlex.quote(str(self.data_dir / "jwt-private.pem"))
+        if self.options.from_source:
+            return f"PYTHONPATH=src/python/libs:src/python/services python -m gateway token --private-key {key} --sub me --roles admin"
+        return f"{shlex.quote(str(self._pex(GATEWAY)))} token --private-key {key} --sub me --roles admin"
+
+    # steps
+
+    def _save(self) -> None:
+        records = [
+            x.record
+            for x in ([self.redis] if self.redis else []) + self.services + ([self.gateway] if self.gateway else [])
+        ]
+        self.state.instances = records
+        write_state(self.data_dir, self.state)
+
+    def _keys(self) -> Path:
+        """The gateway's key pair, made once per data dir (tokens made earlier stay valid)."""
+        private_path, public_path = self.data_dir / "jwt-private.pem", self.data_dir / "jwt-public.pem"
+        if not (private_path.exists() and public_path.exists()):
+            key = ed25519.Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as private_file:
+                private_file.write(pem)
+            public = key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            public_path.write_bytes(public)
+        return public_path
+
+    def start_redis(self) -> None:
+        try:
+            executable = find_redis_server()
+        except RedisUnavailable as exc:
+            raise StackError(f"cannot start Redis: {exc}") from None
+        redis_dir = self.data_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        port = free_port()
+        command = [
+            executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir), "--daemonize", "no",
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        ]  # fmt: skip
+        self.redis = _launch(command, service=REDIS, instance=REDIS, port=port, env={}, data_dir=self.data_dir)
+        self._save()
+        self._wait([self.redis], "redis")
+
+    def start_services(self) -> None:
+        # First instances together, then the further replicas: replicas share a SQLite file, and
+        # two processes migrating one file at once could both try to create its tables.
+        rounds = max(self.options.replicas.values())
+        for number in range(1, rounds + 1):
+            batch = []
+            for service in SERVICES:
+                if self.options.replicas[service] < number:
+                    continue
+                instance = f"{service}-{number}"
+                port = free_port()
+                env = {**self._env(instance), "DATABASE_URL": f"sqlite:///{self.data_dir / service}.db"}
+                launched = _launch(
+                    self._command(service, port),
+                    service=service,
+                    instance=instance,
+                    port=port,
+                    env=env,
+                    data_dir=self.data_dir,
+                )
+                self.services.append(launched)
+                batch.append(launched)
+            self._save()
+            self._wait(batch, "services")
+
+    def start_gateway(self) -> None:
+        public_key = self._keys()
+        port = self.options.port
+        internal = free_port()
+        env = {**self._env(f"{GATEWAY}-1"), "JWT_PUBLIC_KEY_FILE": str(public_key), "INTERNAL_PORT": str(internal)}
+        self.gateway = _launch(
+            self._command(GATEWAY, port),
+            service=GATEWAY,
+            instance=f"{GATEWAY}-1",
+            port=port,
+            env=env,
+            data_dir=self.data_dir,
+        )
+        self.gateway.record.internal_port = internal
+        self._save()
+        self._wait([self.gateway], "gateway")
+
+    def _wait(self, batch: Sequence[Launched], what: str) -> None:
+        """Until every one of ``batch`` is ready, with a live progress line; StackError on a failure."""
+        started = time.monotonic()
+        deadline = started + self.options.ready_timeout
+        pending = list(batch)
+        tty = sys.stderr.isatty()
+        while pending:
+            for one in list(pending):
+                if one.process.poll() is not None:
+                    raise self._failure(one, f"exited with status {one.process.returncode} before it was ready")
+                if _is_ready(one.record):
+                    pending.remove(one)
+                    if not tty:
+                        print(f"  {one.record.instance} ready", file=sys.stderr, flush=True)
+            if tty:
+                done = len(batch) - len(pending)
+                waiting = ", ".join(one.record.instance for one in pending)
+                line = f"starting {what}: {done}/{len(batch)} ready, {time.monotonic() - started:4.1f}s" + (
+                    f" (waiting for {waiting})" if waiting else ""
+                )
+                print(f"\r\x1b[2K{line}", end="" if pending else "\n", file=sys.stderr, flush=True)
+            if pending and time.monotonic() > deadline:
+                raise self._failure(pending[0], f"not ready after {self.options.ready_timeout:g}s")
+            if pending:
+                time.sleep(0.1)
+
+    def _failure(self, one: Launched, what: str) -> StackError:
+        tail = "\n".join(f"  {line}" for line in last_lines(Path(one.record.log)))
+        tail = tail or "  (nothing logged yet)"
+        return StackError(f"{one.record.instance} {what}; its last log lines ({one.record.log}):\n{tail}")
+
+    def stop(self) -> None:
+        """Gateway first, then the services, Redis last."""
+        if self.state.instances:
+            self.state.phase = "stopping"
+            write_state(self.data_dir, self.state)
+        if self.gateway:
+            _stop_launched([self.gateway])
+        _stop_launched(self.services)
+        if self.redis:
+            _stop_launched([self.redis])
+        remove_state(self.data_dir)
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    # Once: a second Ctrl-C must not interrupt the ordered stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stopped()
+
+
+def up(options: UpOptions) -> int:
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    (options.data_dir / "logs").mkdir(exist_ok=True)
+    lock = StackLock(options.data_dir)
+    if not lock.acquire():
+        state = read_state(options.data_dir)
+        where = f" (pid {state.supervisor_pid}, gateway {state.gateway_url or 'starting'})" if state else ""
+        raise StackError(f"a stack is already running on {options.data_dir}{where}; stop it with `stack down` first")
+    supervisor = Supervisor(options)
+    follower: LogFollower | None = None
+    signal.signal(signal.SIGINT, _raise_stopped)
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        supervisor.check_pexes()
+        try:
+            check_port_free("127.0.0.1", options.port)
+        except PortUnavailable as exc:
+            raise StackError(f"gateway: {exc}; choose another with --port") from None
+        supervisor.start_redis()
+        supervisor.start_services()
+        supervisor.start_gateway()
+        assert supervisor.gateway is not None
+        supervisor.state.phase = "running"
+        supervisor.state.gateway_url = supervisor.gateway.url
+        supervisor.state.token_command = supervisor.token_command()
+        supervisor._save()
+        _print_summary(supervisor.state)
+        follower = LogFollower(
+            [(x.record.instance, Path(x.record.log)) for x in supervisor.services + [supervisor.gateway]]
+        )
+        follower.start()
+        while True:
+            time.sleep(3600)
+    except Stopped:
+        print("\nstopping: gateway, services, redis ...", file=sys.stderr, flush=True)
+        return 0
+    except StackError:
+        print("\nstopping everything that was started", file=sys.stderr, flush=True)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        supervisor.stop()
+        if follower:
+            follower.stop()
+        lock.release()
+        print("stopped", file=sys.stderr, flush=True)
+
+
+def _print_summary(state: StackState) -> None:
+    print(f"\nthe platform is up: {state.gateway_url}\n")
+    print(format_table(status_rows(state)))
+    print(f"\na token for the gateway:\n  {state.token_command}")
+    print(f'  curl -H "authorization: Bearer $TOKEN" {state.gateway_url}/api/orders\n', flush=True)
+
+
+# --- down and status
+
+
+def _running_state(data_dir: Path) -> StackState:
+    state = read_state(data_dir)
+    if state is None or not (alive(state.supervisor_pid) or any(alive(x.pid) for x in state.instances)):
+        raise StackError(f"no stack is running on {data_dir}")
+    return state
+
+
+def down(data_dir: Path, timeout: float = 120.0) -> int:
+    state = _running_state(data_dir)
+    if alive(state.supervisor_pid):
+        # The supervisor stops its children in order and removes the state file.
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while alive(state.supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(state.supervisor_pid):
+            raise StackError(f"the stack (pid {state.supervisor_pid}) did not stop within {timeout:g}s")
+    # What is still listed (the supervisor was killed before it could stop them): same order.
+    order = {GATEWAY: 0, REDIS: 2}
+    for rank in range(3):
+        batch = [x.pid for x in state.instances if order.get(x.service, 1) == rank and alive(x.pid)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(batch))) as pool:
+            list(pool.map(_stop_pid, batch))
+    remove_state(data_dir)
+    print(f"stopped the stack on {data_dir}")
+    return 0
+
+
+def status(data_dir: Path) -> int:
+    state = _running_state(data_dir)
+    rows = status_rows(state)
+    print(
+        f"stack on {data_dir}: {state.phase}, supervisor pid {state.supervisor_pid}, gateway {state.gateway_url or '-'}\n"
+    )
+    print(format_table(rows))
+    if state.token_command:
+        print(f"\na token: {state.token_command}")
+    return 0 if state.phase == "running" and all(row[4] == "yes" for row in rows) else EXIT_FAILED
+
+
+# --- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stack", description="The whole flotilla platform on this machine.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path(".data"),
+            help="Redis AOF, SQLite files, keys, logs, state (default .data)",
+        )
+
+    up_parser = commands.add_parser("up", help="start Redis, every service and the gateway; stream logs until Ctrl-C")
+    data_dir(up_parser)
+    up_parser.add_argument(
+        "--from-source", action="store_true", help="run the services from the sources, not their PEX"
+    )
+    up_parser.add_argument("--replicas", default="", help="instances per service, e.g. orders=2,inventory=2")
+    up_parser.add_argument("--port", type=int, default=8000, help="the gateway's port (default 8000)")
+    up_parser.add_argument(
+        "--dist-dir", type=Path, default=Path("dist"), help="where `./pants package ::` put the PEX files"
+    )
+    up_parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds each start may take (default 90)")
+    data_dir(commands.add_parser("down", help="stop the running stack: gateway, services, Redis"))
+    data_dir(commands.add_parser("status", help="the running stack's instances: port, pid, ready, version"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    data_dir = args.data_dir.resolve()
+    try:
+        if args.command == "up":
+            options = UpOptions(
+                data_dir=data_dir,
+                from_source=args.from_source,
+                replicas=parse_replicas(args.replicas),
+                port=args.port,
+                dist_dir=args.dist_dir.resolve(),
+                ready_timeout=args.ready_timeout,
+            )
+            return up(options)
+        if args.command == "down":
+            return down(data_dir)
+        return status(data_dir)
+    except StackError as exc:
+        print(f"stack {args.command}: {exc}", file=sys.stderr)
+        return exc.code
