@@ -61,6 +61,9 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     internal_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     shutdown_timeout_seconds: PositiveFloat = 15.0
     git_revision: str = "unknown"
+    # How long the events this service publishes stay in their streams (trimmed every minute,
+    # never past what a consumer group has not yet handled).
+    stream_retention_hours: PositiveFloat = 168.0
 
     def resolved_instance_id(self) -> str:
         return self.instance_id or f"{socket.gethostname()}-{self.port}"

@@ -46,11 +46,16 @@ def messaging(
     *,
     consumers: Sequence[ConsumerSpec] = (),
     outbox: Outbox | None = None,
+    publishes: Sequence[str] = (),
     retention: Mapping[str, RetentionPolicy] | None = None,
     retention_interval_seconds: float = 60.0,
     stats_interval_seconds: float = STATS_INTERVAL_SECONDS,
 ) -> Component:
-    """A component that runs this service's messaging; needs REDIS_URL."""
+    """A component that runs this service's messaging; needs REDIS_URL.
+
+    The streams a service ``publishes`` are trimmed to STREAM_RETENTION_HOURS (never past what a
+    group still needs); ``retention`` sets other policies per stream, or overrides that one.
+    """
 
     @contextlib.asynccontextmanager
     async def component(app: Litestar) -> AsyncIterator[None]:
@@ -58,6 +63,10 @@ def messaging(
         if not settings.redis_url:
             raise SettingsError(["REDIS_URL: this service publishes or consumes events and needs Redis"])
         client = app.state.redis  # the process's one client (flotilla_kit.shared_redis), closed by the kit
+        policies = dict(retention or {})
+        if publishes:
+            max_age_ms = int(settings.stream_retention_hours * 3_600_000)
+            policies = {**{stream: RetentionPolicy(max_age_ms=max_age_ms) for stream in publishes}, **policies}
         registry = app.state.metrics.registry
         consumer_metrics = ConsumerMetrics(registry) if consumers else None
         running: list[StreamConsumer] = [
@@ -91,10 +100,10 @@ def messaging(
                 name="stream stats",
             ),
         ]
-        if retention:
+        if policies:
             background.append(
                 asyncio.create_task(
-                    _every(stopping, retention_interval_seconds, _apply_retention, client, retention),
+                    _every(stopping, retention_interval_seconds, _apply_retention, client, policies),
                     name="stream retention",
                 )
             )

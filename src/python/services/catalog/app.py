@@ -7,6 +7,7 @@ from litestar.di import Provide
 
 from catalog.api import ProductController
 from catalog.settings import CatalogSettings
+from flotilla_contracts.events import CATALOG_EVENTS
 from flotilla_kit.app import create_service_app
 from flotilla_kit.info import read_version
 from flotilla_streams.component import messaging
@@ -23,6 +24,6 @@ def create_app(settings: CatalogSettings) -> Litestar:
         version=VERSION,
         route_handlers=[ProductController],
         migrations="catalog.migrations",
-        components=[messaging(outbox=outbox)],
+        components=[messaging(outbox=outbox, publishes=[CATALOG_EVENTS])],
         dependencies={"outbox": Provide(lambda: outbox, sync_to_thread=False)},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 
-from flotilla_contracts.events import CATALOG_EVENTS, ORDERS_EVENTS
+from flotilla_contracts.events import CATALOG_EVENTS, INVENTORY_EVENTS, ORDERS_EVENTS
 from flotilla_kit.app import create_service_app
 from flotilla_kit.info import read_version
 from flotilla_streams.component import ConsumerSpec, messaging
@@ -30,5 +30,5 @@ def create_app(settings: InventorySettings, *, consumer_options: ConsumerOptions
         version=VERSION,
         route_handlers=[StockController, ReservationController],
         migrations="inventory.migrations",
-        components=[messaging(consumers=[consumer], outbox=Outbox(source="inventory"))],
+        components=[messaging(consumers=[consumer], outbox=Outbox(source="inventory"), publishes=[INVENTORY_EVENTS])],
     )

@@ -6,7 +6,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from flotilla_contracts.events import INVENTORY_EVENTS, PAYMENTS_EVENTS
+from flotilla_contracts.events import INVENTORY_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS
 from flotilla_kit.app import create_service_app
 from flotilla_kit.calls import service_calls
 from flotilla_kit.info import read_version
@@ -47,6 +47,7 @@ def create_app(settings: OrdersSettings, *, clock: Clock = utc_now) -> Litestar:
                     )
                 ],
                 outbox=outbox,
+                publishes=[ORDERS_EVENTS],
             ),
             sweeper_component(saga, outbox),
         ],

@@ -6,7 +6,7 @@ import dataclasses
 
 from litestar import Litestar
 
-from flotilla_contracts.events import ORDERS_EVENTS
+from flotilla_contracts.events import ORDERS_EVENTS, PAYMENTS_EVENTS
 from flotilla_kit.app import create_service_app
 from flotilla_kit.info import read_version
 from flotilla_streams.component import ConsumerSpec, messaging
@@ -51,7 +51,7 @@ def create_app(settings: PaymentsSettings, *, consumer_options: ConsumerOptions 
         version=VERSION,
         route_handlers=[PaymentController],
         migrations="payments.migrations",
-        components=[messaging(consumers=[consumer], outbox=Outbox(source="payments"))],
+        components=[messaging(consumers=[consumer], outbox=Outbox(source="payments"), publishes=[PAYMENTS_EVENTS])],
     )
     app.state.provider = provider
     return app

@@ -317,6 +317,27 @@ async def test_leaving_the_component_ends_its_background_tasks_before_the_kit_cl
     assert all(task.done() for task in started)
 
 
+async def test_the_streams_a_service_publishes_are_trimmed_to_its_retention(redis_server, client):
+    state = SimpleNamespace(
+        settings=SimpleNamespace(redis_url=redis_server.url, stream_retention_hours=1.0),
+        redis=client,
+        metrics=SimpleNamespace(registry=CollectorRegistry()),
+        readiness_checks={},
+    )
+    for ms in range(1, 301):  # entries from 1970, far older than an hour: three whole stream nodes
+        await client.xadd(PRODUCTS, {"envelope": b"{}"}, id=f"{ms}-1")
+    recent = await client.xadd(PRODUCTS, {"envelope": b"{}"})
+    component = messaging(publishes=[PRODUCTS], retention_interval_seconds=0.01, stats_interval_seconds=60)
+    async with component(SimpleNamespace(state=state)):
+        # Trimmed by whole nodes (XTRIM MINID ~, cheap), so at most a node's worth of old ones stays.
+        await eventually(lambda: _at_most(client, PRODUCTS, 101), what="the old entries trimmed")
+    assert (await client.xrange(PRODUCTS, min=recent, max=recent))[0][0] == recent
+
+
+async def _at_most(client, stream, n) -> bool:
+    return await client.xlen(stream) <= n
+
+
 async def test_leaving_the_component_ends_a_background_job_that_lost_its_cancellation(
     redis_server, client, monkeypatch
 ):
