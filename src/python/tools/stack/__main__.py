@@ -1,4 +1,4 @@
-"""Entry point of stack.pex and ``python -m stack``: ``up``, ``down``, ``status``."""
+"""Entry point of stack.pex and ``python -m stack``: ``up``, ``down``, ``status``, ``logs``, ``demo``."""
 
 from __future__ import annotations
 

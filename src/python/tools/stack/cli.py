@@ -1,4 +1,4 @@
-"""``stack up | down | status``: the whole platform on this machine, one process per instance.
+"""``stack up | down | status | logs | demo``: the whole platform on this machine, one process per instance.
 
 ``up`` is the supervisor: it starts Redis (AOF under the data dir), every service instance (each
 service on its own SQLite file in the data dir, shared by its replicas), then the gateway; it waits
@@ -6,7 +6,8 @@ until every instance is ready, prints where things are and streams the logs unti
 then stops everything in order: gateway first (no new work), the services, Redis last (services
 flush their outboxes into it). Children get SIGTERM from the kernel when the supervisor dies, even
 by ``kill -9``, so no process is left behind. ``down`` asks the supervisor to stop (or, if it is
-gone, stops what the state file lists, in the same order).
+gone, stops what the state file lists, in the same order). ``logs`` prints (or follows) the
+instances' log files, readable; ``demo`` places the shop's three kinds of orders through the gateway.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import IO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from stack.logview import LogFollower, last_lines
+from stack.demo import DemoFailed, run_demo
+from stack.logview import LogFollower, last_lines, print_logs
 from stack.runner import SERVICES
 from stack.state import Instance, StackLock, StackState, alive, read_state, remove_state, write_state
 
@@ -510,6 +512,67 @@ def status(data_dir: Path) -> int:
     return 0 if state.phase == "running" and all(row[4] == "yes" for row in rows) else EXIT_FAILED
 
 
+# --- logs and demo
+
+
+def _log_files(data_dir: Path) -> dict[str, Path]:
+    """Instance -> its log file, in start order (Redis, the services, the gateway); a stopped stack's too."""
+    rank = {REDIS: 0, **{service: 1 + i for i, service in enumerate(SERVICES)}, GATEWAY: len(SERVICES) + 1}
+
+    def key(path: Path) -> tuple[int, str]:
+        return rank.get(path.stem.rsplit("-", 1)[0], len(rank)), path.stem
+
+    return {path.stem: path for path in sorted((data_dir / "logs").glob("*.log"), key=key)}
+
+
+def logs(data_dir: Path, names: Sequence[str], follow: bool) -> int:
+    files = _log_files(data_dir)
+    if not files:
+        raise StackError(f"no log files in {data_dir / 'logs'}; has a stack run on {data_dir}?")
+    chosen: list[str] = []
+    for name in names:
+        # An instance (orders-2), or a service for all its instances (orders).
+        matches = [name] if name in files else [i for i in files if i.rsplit("-", 1)[0] == name]
+        if not matches:
+            raise StackError(f"unknown instance {name!r}; valid instances: {', '.join(files)}", EXIT_USAGE)
+        chosen += [m for m in matches if m not in chosen]
+    selected = [(name, files[name]) for name in (chosen or files)]
+    if not follow:
+        try:
+            print_logs(selected)
+        except BrokenPipeError:  # `stack logs | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    follower = LogFollower(selected)
+    # Ctrl-C or SIGTERM ends the following (set here: a shell starts a background job with SIGINT ignored).
+    signal.signal(signal.SIGINT, _raise_stopped)
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    follower.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except Stopped:
+        return 0
+    finally:
+        follower.stop()
+
+
+def demo(data_dir: Path, timeout: float) -> int:
+    state = read_state(data_dir)
+    if state is None or not alive(state.supervisor_pid):
+        raise StackError(
+            f"no stack is running on {data_dir}; start one first: python -m stack up --from-source --data-dir {data_dir}"
+        )
+    if state.phase != "running" or not state.gateway_url:
+        raise StackError(
+            f"the stack on {data_dir} is {state.phase}, not running yet; try again when `up` says it is up"
+        )
+    try:
+        return run_demo(state.gateway_url, data_dir, sys.stdout, timeout=timeout)
+    except DemoFailed as exc:
+        raise StackError(str(exc)) from None
+
+
 # --- main
 
 
@@ -538,6 +601,17 @@ def _parser() -> argparse.ArgumentParser:
     up_parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds each start may take (default 90)")
     data_dir(commands.add_parser("down", help="stop the running stack: gateway, services, Redis"))
     data_dir(commands.add_parser("status", help="the running stack's instances: port, pid, ready, version"))
+    logs_parser = commands.add_parser("logs", help="the instances' logs, readable (a running or a stopped stack)")
+    data_dir(logs_parser)
+    logs_parser.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs_parser.add_argument(
+        "instances", nargs="*", metavar="INSTANCE", help="e.g. orders-2, or orders for all (default: all)"
+    )
+    demo_parser = commands.add_parser(
+        "demo", help="seed the catalog and inventory, place three orders through the gateway, print their final states"
+    )
+    data_dir(demo_parser)
+    demo_parser.add_argument("--timeout", type=float, default=60.0, help="seconds the whole demo may take (default 60)")
     return parser
 
 
@@ -557,6 +631,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return up(options)
         if args.command == "down":
             return down(data_dir)
+        if args.command == "logs":
+            return logs(data_dir, args.instances, args.follow)
+        if args.command == "demo":
+            return demo(data_dir, args.timeout)
         return status(data_dir)
     except StackError as exc:
         print(f"stack {args.command}: {exc}", file=sys.stderr)

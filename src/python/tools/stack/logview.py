@@ -112,3 +112,14 @@ class LogFollower:
                     for shown in readable(line, colour=self.colour).split("\n"):
                         self.out.write(f"{prefix} {shown}\n")
             self.out.flush()
+
+
+def print_logs(logs: Sequence[tuple[str, Path]], out: TextIO = sys.stdout, colour: bool | None = None) -> None:
+    """Every line of these log files as it is now, readable and prefixed by instance name, file by file."""
+    follower = LogFollower(logs, out, colour)
+    for index, (name, path) in enumerate(follower.logs):
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        follower._print(index, name, text.split("\n"))

@@ -83,6 +83,21 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     assert f"http://127.0.0.1:{port}" in output and "gateway token --private-key" in output
     assert "orders-2" in output and "INFO    flotilla_kit.app: started" in output  # the logs, readable
 
+    demo = _stack("demo", data_dir=data_dir)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    table = demo.stdout[demo.stdout.index("ORDER ") :].splitlines()[1:4]  # the rows after the table's header
+    assert "in stock, card accepted" in table[0] and "confirmed" in table[0] and "placed" in table[0], demo.stdout
+    assert "over the stock" in table[1] and "cancelled" in table[1] and "insufficient stock" in table[1]
+    assert "card declined" in table[2] and "cancelled" in table[2] and "declined" in table[2], demo.stdout
+    assert "UNEXPECTED" not in demo.stdout and "every order reached its expected final state" in demo.stdout
+
+    catalog_logs = _stack("logs", "catalog-1", data_dir=data_dir)
+    assert catalog_logs.returncode == 0, catalog_logs.stderr
+    lines = catalog_logs.stdout.splitlines()
+    assert lines and all(line.startswith("catalog-1 | ") for line in lines), catalog_logs.stdout[:2000]
+    assert any("INFO    flotilla_kit.app: started" in line for line in lines)
+    assert not any(line.startswith("catalog-1 | {") for line in lines)  # readable, not raw JSON
+
     down = _stack("down", data_dir=data_dir)
     assert down.returncode == 0, down.stderr
     assert up.wait(30) == 0
@@ -115,3 +130,28 @@ def test_a_gateway_port_in_use_is_refused_before_anything_starts(tmp_path: Path)
     assert result.returncode == 1
     assert f"port {port}" in result.stderr and "in use" in result.stderr
     assert read_state(tmp_path) is None
+
+
+def test_demo_without_a_running_stack_says_so(tmp_path: Path) -> None:
+    result = _stack("demo", data_dir=tmp_path)
+    assert result.returncode == 1
+    assert f"no stack is running on {tmp_path}" in result.stderr and "stack up" in result.stderr
+
+
+def test_logs_of_an_unknown_instance_name_the_valid_ones(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    for instance in ("redis", "catalog-1", "orders-1", "orders-2", "gateway-1"):
+        (tmp_path / "logs" / f"{instance}.log").write_text(
+            '{"ts": "2026-01-01T00:00:00.000000Z", "level": "INFO", ' '"logger": "x", "msg": "hello"}\n'
+        )
+    result = _stack("logs", "shipping-1", data_dir=tmp_path)
+    assert result.returncode == 2
+    assert "unknown instance 'shipping-1'" in result.stderr
+    assert "redis, catalog-1, orders-1, orders-2, gateway-1" in result.stderr
+
+    orders = _stack("logs", "orders", data_dir=tmp_path)  # a service: all its instances
+    assert orders.returncode == 0, orders.stderr
+    assert orders.stdout.splitlines() == [
+        "orders-1 | 00:00:00.000 INFO    x: hello",
+        "orders-2 | 00:00:00.000 INFO    x: hello",
+    ]
