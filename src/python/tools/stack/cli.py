@@ -13,6 +13,7 @@ instances' log files, readable; ``demo`` places the shop's three kinds of orders
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
@@ -30,17 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from redis.exceptions import RedisError
 from stack.demo import DemoFailed, run_demo
 from stack.logview import LogFollower, last_lines, print_logs
-from stack.runner import SERVICES
+from stack.runner import GROUPS, SERVICES
 from stack.state import Instance, StackLock, StackState, alive, read_state, remove_state, write_state
 
 from flotilla_kit.info import read_version
 from flotilla_kit.server import PortUnavailable, check_port_free
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.redis import RedisUnavailable, find_redis_server
+from flotilla_streams.stats import group_stats
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -208,8 +212,40 @@ def status_rows(state: StackState) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    header = ("SERVICE", "INSTANCE", "PORT", "PID", "READY", "VERSION")
+def stream_rows(state: StackState) -> list[tuple[str, ...]]:
+    """Per stream and consumer group of the shop: length, pending, lag, oldest pending, dead letters."""
+    redis_record = next((r for r in state.instances if r.service == REDIS and alive(r.pid)), None)
+    if redis_record is None:
+        return []
+
+    async def collect() -> list[tuple[str, ...]]:
+        client = aioredis.Redis.from_url(f"redis://127.0.0.1:{redis_record.port}/0", socket_timeout=5)
+        rows = []
+        try:
+            for stream, group in GROUPS:
+                stats = await group_stats(client, stream, group)
+                if stats is None:
+                    rows.append((stream, group, "-", "-", "-", "-", "-"))
+                    continue
+                oldest = f"{stats.oldest_pending_idle_ms / 1000:.1f}s" if stats.pending else "-"
+                rows.append(
+                    (stream, group, *map(str, (stats.length, stats.pending, stats.lag)), oldest, str(stats.dlq_length))
+                )
+        finally:
+            await client.aclose()
+        return rows
+
+    try:
+        return asyncio.run(collect())
+    except (RedisError, OSError) as exc:
+        return [("(streams unavailable)", f"{type(exc).__name__}: {exc}", "", "", "", "", "")]
+
+
+STREAM_HEADER = ("STREAM", "GROUP", "LENGTH", "PENDING", "LAG", "OLDEST PENDING", "DLQ")
+
+
+def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = ()) -> str:
+    header = header or ("SERVICE", "INSTANCE", "PORT", "PID", "READY", "VERSION")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join(
         "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -507,6 +543,10 @@ def status(data_dir: Path) -> int:
         f"stack on {data_dir}: {state.phase}, supervisor pid {state.supervisor_pid}, gateway {state.gateway_url or '-'}\n"
     )
     print(format_table(rows))
+    streams = stream_rows(state)
+    if streams:
+        print()
+        print(format_table(streams, STREAM_HEADER))
     if state.token_command:
         print(f"\na token: {state.token_command}")
     return 0 if state.phase == "running" and all(row[4] == "yes" for row in rows) else EXIT_FAILED

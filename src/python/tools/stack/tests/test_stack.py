@@ -74,6 +74,8 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     ]
     assert len(rows) == 8
     assert all(row[4] == "yes" for row in rows), status.stdout
+    streams = {tuple(line.split()[:2]): line.split()[2:] for line in status.stdout.splitlines() if ".events" in line}
+    assert ("orders.events", "payments") in streams and ("catalog.events", "inventory") in streams, status.stdout
 
     second = _stack("up", "--from-source", "--port", str(free_port()), data_dir=data_dir)
     assert second.returncode != 0
