@@ -220,7 +220,7 @@ def stream_rows(state: StackState) -> list[tuple[str, ...]]:
 
     async def collect() -> list[tuple[str, ...]]:
         client = aioredis.Redis.from_url(f"redis://127.0.0.1:{redis_record.port}/0", socket_timeout=5)
-        rows = []
+        rows: list[tuple[str, ...]] = []
         try:
             for stream, group in GROUPS:
                 stats = await group_stats(client, stream, group)
