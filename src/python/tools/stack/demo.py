@@ -21,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from flotilla_contracts.orders import FINAL_STATUSES
+from flotilla_kit.testing.waiting import eventually_sync
 
 AUDIENCE = "flotilla"
 
@@ -90,10 +91,10 @@ class Gateway:
 
 
 def _until(check: Callable[[], bool], deadline: float, what: str, interval: float = 0.2) -> None:
-    while not check():
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out waiting for {what}")
-        time.sleep(interval)
+    try:
+        eventually_sync(check, timeout=max(0.0, deadline - time.monotonic()), interval=interval, what=what)
+    except TimeoutError:
+        raise DemoFailed(f"timed out waiting for {what}") from None
 
 
 def seed(admin: Gateway, deadline: float) -> dict[str, str]:

@@ -10,6 +10,7 @@ from flotilla_kit.db import Database, DatabaseConfigError, DatabaseUnavailable, 
 from flotilla_kit.migrations import migrate
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.postgres import start_postgres
+from flotilla_kit.testing.waiting import eventually
 
 SAMPLE = "flotilla_kit.tests.sample_service.migrations"  # a table of notes (its id, body, author)
 
@@ -173,18 +174,23 @@ async def test_sqlite_writers_of_one_process_queue_in_order_instead_of_timing_ou
         await session.execute(sa.text("CREATE TABLE counter (n INTEGER)"))
         await session.execute(sa.text("INSERT INTO counter VALUES (0)"))
         assert (await session.execute(sa.text("PRAGMA busy_timeout"))).scalar() == 50
-    first_inside = asyncio.Event()
+    others_queued = asyncio.Event()
 
-    async def increment(hold: float) -> None:
+    async def increment(first: bool) -> None:
         async with db.transaction() as session:
             await session.execute(sa.text("UPDATE counter SET n = n + 1"))  # BEGIN IMMEDIATE: the lock is taken
-            first_inside.set()
-            await asyncio.sleep(hold)  # holds the file's write lock far longer than the busy timeout
+            if first:
+                # Hold the write lock until the five others wait for it: in this process's queue, not in
+                # SQLite's busy handler, which would give up after its 50 ms.
+                await others_queued.wait()
 
     try:
-        first = asyncio.create_task(increment(0.3))
-        await first_inside.wait()
-        await asyncio.gather(first, *(increment(0) for _ in range(5)))
+        first = asyncio.create_task(increment(True))
+        await eventually(lambda: _true(db._write_lock is not None and db._write_lock.locked()), what="first writer in")
+        others = [asyncio.create_task(increment(False)) for _ in range(5)]
+        await eventually(lambda: _true(_waiting_writers(db) == 5), what="five writers queued")
+        others_queued.set()
+        await asyncio.gather(first, *others)
         assert await db.fetch_one(sa.text("SELECT n FROM counter")) == (6,)
     finally:
         await db.dispose()
@@ -207,3 +213,12 @@ async def test_a_write_transaction_inside_another_on_sqlite_is_refused_instead_o
 async def _write_once(db: Database) -> None:
     async with db.transaction() as session:
         await session.execute(sa.text("SELECT 1"))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _waiting_writers(db: Database) -> int:
+    lock = db._write_lock
+    return len(lock._waiters or ()) if lock is not None else 0  # type: ignore[attr-defined]
