@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
+from sqlalchemy import Select
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[str | int])
@@ -71,3 +73,17 @@ def parse_created_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return parse_timestamp_key(created_at), uuid.UUID(str(item_id))
     except ValueError:  # InvalidCursor is one too
         raise InvalidCursor(f"invalid cursor {cursor!r}") from None
+
+
+def created_page(
+    query: Select[Any], created_at: Any, item_id: Any, cursor: str | None, limit: int, *, newest_first: bool = False
+) -> Select[Any]:
+    """``query`` ordered by (creation time, id), resumed after ``cursor`` (from ``created_cursor``),
+    one row more than ``limit`` (that row says whether a next page exists). Raises InvalidCursor."""
+    order = (created_at.desc(), item_id.desc()) if newest_first else (created_at, item_id)
+    query = query.order_by(*order).limit(limit + 1)
+    if cursor:
+        position = sa.tuple_(created_at, item_id)
+        after = sa.tuple_(*parse_created_cursor(cursor))
+        query = query.where(position < after if newest_first else position > after)
+    return query

@@ -14,7 +14,7 @@ from flotilla_contracts.notifications import Notification, NotificationPage
 from flotilla_kit.db import Database
 from flotilla_kit.identity import UNAUTHENTICATED, caller_id, caller_roles, visible_customer
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.pagination import InvalidCursor, as_utc, created_cursor, parse_created_cursor
+from flotilla_kit.pagination import InvalidCursor, as_utc, created_cursor, created_page
 from flotilla_kit.problems import BadRequest
 from notifications.models import Notification as NotificationRow
 
@@ -71,17 +71,14 @@ class NotificationController(Controller):
         customer = visible_customer(
             customer_id, caller, caller_roles(request), refusal="a customer can read only their own notifications"
         )
-        query = _select_notifications.order_by(_columns.created_at, _columns.id).limit(limit + 1)
+        try:
+            query = created_page(_select_notifications, _columns.created_at, _columns.id, cursor, limit)
+        except InvalidCursor as exc:
+            raise BadRequest(str(exc)) from None
         if customer is not None:
             query = query.where(_columns.customer_id == customer)
         if order_id is not None:
             query = query.where(_columns.order_id == order_id)
-        if cursor:
-            try:
-                after = parse_created_cursor(cursor)
-            except InvalidCursor as exc:
-                raise BadRequest(str(exc)) from None
-            query = query.where(sa.tuple_(_columns.created_at, _columns.id) > sa.tuple_(*after))
         rows = await db.fetch_all(query)
         items = [_to_notification(row) for row in rows[:limit]]
         next_cursor = created_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None

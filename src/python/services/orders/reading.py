@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -14,14 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.orders import Order, OrderLine, OrderPage, OrderStep
 from flotilla_kit.db import Database
-from flotilla_kit.pagination import (
-    InvalidCursor,
-    as_utc,
-    decode_cursor,
-    encode_cursor,
-    parse_timestamp_key,
-    timestamp_key,
-)
+from flotilla_kit.pagination import as_utc, created_cursor, created_page
 from orders.models import Order as OrderRow
 from orders.models import OrderLine as LineRow
 from orders.models import OrderStep as StepRow
@@ -43,34 +35,14 @@ async def find_order(db: Database, order_id: uuid.UUID, *, customer_id: str | No
 
 async def customer_orders(db: Database, customer_id: str, *, limit: int, cursor: str | None) -> OrderPage:
     """A page of the customer's orders, newest first; raises InvalidCursor for a cursor not issued here."""
-    query = (
-        sa.select(_orders)
-        .where(_orders.c.customer_id == customer_id)
-        .order_by(_orders.c.created_at.desc(), _orders.c.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor:
-        after_created, after_id = _position(cursor)
-        query = query.where(
-            sa.or_(
-                _orders.c.created_at < after_created,
-                sa.and_(_orders.c.created_at == after_created, _orders.c.id < after_id),
-            )
-        )
+    mine = sa.select(_orders).where(_orders.c.customer_id == customer_id)
+    query = created_page(mine, _orders.c.created_at, _orders.c.id, cursor, limit, newest_first=True)
     async with db.reader() as session:
         rows = (await session.execute(query)).all()
         items = await _with_details(session, rows[:limit])
     last = items[-1] if len(rows) > limit else None
-    next_cursor = encode_cursor(timestamp_key(last.created_at), str(last.id)) if last else None
+    next_cursor = created_cursor(last.created_at, last.id) if last else None
     return OrderPage(items=items, next_cursor=next_cursor)
-
-
-def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
-    created_key, id_key = decode_cursor(cursor, arity=2)
-    try:
-        return parse_timestamp_key(created_key), uuid.UUID(str(id_key))
-    except ValueError:
-        raise InvalidCursor(f"invalid cursor {cursor!r}") from None
 
 
 async def _with_details(session: AsyncSession, rows: Sequence[Any]) -> list[Order]:

@@ -15,7 +15,7 @@ from flotilla_contracts.payments import Payment, PaymentPage, PaymentStatus
 from flotilla_kit.db import Database
 from flotilla_kit.identity import require_role
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.pagination import InvalidCursor, as_utc, created_cursor, parse_created_cursor
+from flotilla_kit.pagination import InvalidCursor, as_utc, created_cursor, created_page
 from flotilla_kit.problems import BadRequest, NotFound
 from payments.models import Payment as PaymentRow
 
@@ -61,15 +61,12 @@ class PaymentController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="page size")] = 50,
     ) -> PaymentPage:
         """Payments in the order they were recorded; page through with `cursor`."""
-        query = _select_payments.order_by(_columns.created_at, _columns.id).limit(limit + 1)
+        try:
+            query = created_page(_select_payments, _columns.created_at, _columns.id, cursor, limit)
+        except InvalidCursor as exc:
+            raise BadRequest(str(exc)) from None
         if status is not None:
             query = query.where(_columns.status == status)
-        if cursor:
-            try:
-                after = parse_created_cursor(cursor)
-            except InvalidCursor as exc:
-                raise BadRequest(str(exc)) from None
-            query = query.where(sa.tuple_(_columns.created_at, _columns.id) > sa.tuple_(*after))
         rows = await db.fetch_all(query)
         items = [_to_payment(row) for row in rows[:limit]]
         next_cursor = created_cursor(items[-1].created_at, items[-1].payment_id) if len(rows) > limit else None
