@@ -221,4 +221,4 @@ async def _true(value: bool) -> bool:
 
 def _waiting_writers(db: Database) -> int:
     lock = db._write_lock
-    return len(lock._waiters or ()) if lock is not None else 0  # type: ignore[attr-defined]
+    return len(lock._waiters or ()) if lock is not None else 0
