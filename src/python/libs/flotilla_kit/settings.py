@@ -64,6 +64,9 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     # How long the events this service publishes stay in their streams (trimmed every minute,
     # never past what a consumer group has not yet handled).
     stream_retention_hours: PositiveFloat = 168.0
+    # An entry pending this long at another consumer of a group is taken over by this one: its
+    # consumer is presumed dead (killed, or its host gone). Longer than the slowest batch.
+    stream_claim_idle_seconds: PositiveFloat = 30.0
 
     def resolved_instance_id(self) -> str:
         return self.instance_id or f"{socket.gethostname()}-{self.port}"

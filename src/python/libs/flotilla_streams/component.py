@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ def messaging(
                 handlers=spec.handlers,
                 db=app.state.db if spec.use_inbox else None,
                 outbox=outbox,
-                options=spec.options,
+                options=dataclasses.replace(spec.options, claim_idle_ms=int(settings.stream_claim_idle_seconds * 1000)),
                 metrics=consumer_metrics,
             )
             for spec in consumers

@@ -92,7 +92,9 @@ class ConsumerOptions:
     max_deliveries: int = 5  # then the entry goes to the DLQ
     retry_backoff_ms: int = 200  # first retry; doubles per delivery
     max_retry_backoff_ms: int = 30_000
-    claim_idle_ms: int = 30_000  # pending this long at another consumer: it is presumed dead
+    # Pending this long at another consumer: it is presumed dead. The messaging component sets it
+    # from the service's STREAM_CLAIM_IDLE_SECONDS.
+    claim_idle_ms: int = 30_000
     # Another consumer idle this long with nothing pending has left (a stopped or replaced
     # instance): it is removed from the group. A live one reads every ``block_ms`` at most.
     idle_consumer_ms: int = 3_600_000

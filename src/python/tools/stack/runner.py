@@ -29,7 +29,8 @@ from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.redis import RedisServer, start_redis
 from flotilla_kit.testing.waiting import eventually_sync
-from flotilla_streams.stats import group_stats
+from flotilla_streams.stats import GroupStats, group_stats
+from prometheus_client.parser import text_string_to_metric_families
 
 SERVICES = ("catalog", "inventory", "orders", "payments", "notifications")
 # Every consumer group of the shop: (stream, group).
@@ -99,23 +100,36 @@ class Platform:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_server.url)
 
-    def group_counts(self) -> dict[tuple[str, str], tuple[int, int, int]]:
-        """(pending, lag, dead letters) of every consumer group of the shop."""
+    def stats(self, stream: str, group: str) -> GroupStats | None:
+        """One consumer group's figures (length, pending, lag, dead letters, reclaims, recreations)."""
 
-        async def collect() -> dict[tuple[str, str], tuple[int, int, int]]:
+        async def collect() -> GroupStats | None:
             import redis.asyncio as aioredis
 
             client = aioredis.Redis.from_url(self.redis_server.url)
             try:
-                counts = {}
-                for stream, group in GROUPS:
-                    stats = await group_stats(client, stream, group)
-                    counts[(stream, group)] = (stats.pending, stats.lag, stats.dlq_length) if stats else (0, 0, 0)
-                return counts
+                return await group_stats(client, stream, group)
             finally:
                 await client.aclose()
 
         return asyncio.run(collect())
+
+    def group_counts(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """(pending, lag, dead letters) of every consumer group of the shop."""
+        counts = {}
+        for stream, group in GROUPS:
+            stats = self.stats(stream, group)
+            counts[(stream, group)] = (stats.pending, stats.lag, stats.dlq_length) if stats else (0, 0, 0)
+        return counts
+
+    def metric(self, instance: str, name: str, **labels: str) -> float:
+        """A sample of an instance's ``/metrics`` (0 when it has none yet)."""
+        text = httpx.get(f"{self.instances[instance].base_url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
 
     def wait_until_drained(self, timeout: float = 60.0) -> None:
         """Until no group has an entry pending or undelivered: every event has been handled and acked."""

@@ -96,8 +96,18 @@ class RedisServer:
             self.process.wait()
         self.process = None
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self, *, keep_data: bool = True) -> None:
+        """Stop and start again on the same port; without ``keep_data``, a crash that lost the disk:
+        the server comes back empty (no keys, no streams, no consumer groups)."""
+        if keep_data:
+            self.stop()
+        else:
+            self.kill()
+            for path in self.directory.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path)  # Redis 7's appendonlydir
+                elif path.name != "redis.log":
+                    path.unlink()
         self.start()
 
     def close(self) -> None:

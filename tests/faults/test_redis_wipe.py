@@ -1,0 +1,77 @@
+"""Redis comes back without its data (a fresh server on the same port): the platform heals itself.
+
+Consumers recreate their groups (counted), services register again and stay ready, new orders flow;
+what was lost is reported, not hidden: orders whose events vanished end cancelled by their step
+deadline with the reason, their stock released and their captures refunded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from faults.flow import OrderFlow, final_states, outcome, stocked_product
+from stack.runner import GROUPS, SERVICES, Platform, running_platform
+
+from flotilla_kit.testing.waiting import eventually_sync
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory) -> Iterator[Platform]:
+    env = {"orders": {"SAGA_STEP_TIMEOUT_SECONDS": "5", "SWEEP_INTERVAL_SECONDS": "0.5"}}
+    with running_platform(tmp_path_factory.mktemp("redis-wipe"), env=env) as platform:
+        yield platform
+
+
+def _all_ready(platform: Platform) -> bool:
+    instances = [*platform.instances.values(), platform.gateway]
+    try:
+        return all(httpx.get(f"{p.base_url}/readyz", timeout=2).status_code == 200 for p in instances if p)
+    except httpx.HTTPError:
+        return False
+
+
+def test_redis_without_its_data_heals_and_reports_what_was_lost(platform: Platform) -> None:
+    with platform.client("admin", sub="admin-1") as admin:
+        product = stocked_product(admin, units=1000)
+        with OrderFlow(platform, product) as flow:
+            flow.wait_accepted(15)
+            platform.redis_server.restart(keep_data=False)
+            wiped_at = len(flow.accepted)
+            eventually_sync(lambda: _all_ready(platform), timeout=60, what="every instance ready again")
+            flow.wait_accepted(wiped_at + 20)
+        orders = flow.accepted[:]
+        assert not flow.unanswered, flow.summary()
+
+        # Every order ended; those whose events were lost were cancelled by their deadline, saying so.
+        finals = final_states(admin, orders, timeout=120)
+        reasons = Counter(o["cancel_reason"] for o in finals.values() if o["status"] == "cancelled")
+        assert set(reasons) <= {"stock step timed out", "payment step timed out"}, reasons
+        # Orders placed once the platform had healed went through.
+        healed = orders[-10:]
+        assert {finals[o]["status"] for o in healed} == {"confirmed"}, [finals[o] for o in healed]
+
+        result = outcome(platform, admin, orders)
+        confirmed = result.states["confirmed"]
+        assert result.payments["captured"] == confirmed, result
+        assert result.notifications == {1: len(orders)}, result
+        platform.wait_until_drained()
+        assert platform.dead_letters() == 0
+        eventually_sync(
+            lambda: admin.get(f"/api/inventory/stock/{product}").json()["reserved"] == 0,
+            timeout=30,
+            what="every reservation of a cancelled order released",
+        )
+        level = admin.get(f"/api/inventory/stock/{product}").json()
+        assert level["on_hand"] == 1000 - confirmed
+
+        # Every group was found missing and recreated, and that is counted; no consumer loop died.
+        for stream, group in GROUPS:
+            stats = platform.stats(stream, group)
+            assert stats is not None and stats.recreated >= 1, (stream, group, stats)
+        for service in SERVICES:
+            assert platform.metric(service, "flotilla_stream_consumer_restarts_total") == 0, service
