@@ -6,6 +6,8 @@ within a retry budget, and keeps a circuit breaker per upstream service. Failure
 answer are typed ``UpstreamError``s carrying the HTTP status a server should answer with.
 """
 
+from importlib import resources
+
 from flotilla_http.breaker import BreakerState
 from flotilla_http.client import HttpClient
 from flotilla_http.errors import (
@@ -21,9 +23,9 @@ from flotilla_http.errors import (
 )
 from flotilla_http.policies import BreakerPolicy, RetryPolicy
 from flotilla_http.response import Response, StreamingResponse
-from flotilla_kit.info import read_version
 
-__version__ = read_version(__name__)
+# Read here, not through flotilla_kit.info: flotilla_kit imports this lib, not the reverse.
+__version__ = (resources.files(__name__) / "VERSION").read_text().strip()
 
 __all__ = [
     "BreakerPolicy",

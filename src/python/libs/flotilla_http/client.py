@@ -61,6 +61,7 @@ from flotilla_discovery.balancer import Balancer, NoInstances
 from flotilla_discovery.instance import Instance
 from flotilla_http.breaker import BreakerState, CircuitBreaker, Permit
 from flotilla_http.budget import RetryBudget
+from flotilla_http.context import request_id_var, trace_var
 from flotilla_http.deadline import DEADLINE_HEADER, effective_deadline, header_value
 from flotilla_http.errors import (
     CircuitOpen,
@@ -74,12 +75,10 @@ from flotilla_http.errors import (
     UpstreamTimeout,
 )
 from flotilla_http.h1 import ConnectionBroken, MalformedAnswer, RawHeaders
-from flotilla_http.metrics import ClientMetrics
+from flotilla_http.metrics import ClientMetrics, method_label
 from flotilla_http.policies import BreakerPolicy, RetryPolicy
 from flotilla_http.pool import Answer, ConnectFailed, ConnectionPool, Origin
 from flotilla_http.response import Response, StreamingResponse
-from flotilla_kit.context import request_id_var, trace_var
-from flotilla_kit.metrics import method_label
 from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-# The variable and the header's parsing live in flotilla_kit.context, whose middleware sets the
-# deadline of every incoming request; they are re-exported here for callers of this library.
-from flotilla_kit.context import DEADLINE_HEADER, deadline_var, parse_deadline_header, remaining
+# The variable and the header's parsing live in flotilla_http.context, with the rest of a call's
+# context; flotilla_kit's middleware sets it for every incoming request. Re-exported for callers.
+from flotilla_http.context import DEADLINE_HEADER, deadline_var, parse_deadline_header, remaining
 
 __all__ = [
     "DEADLINE_HEADER",

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+# The methods of RFC 9110 and PATCH; any other token is a method too, to a server.
+_METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+
+
+def method_label(method: str) -> str:
+    """``method`` as a metric label: OTHER for the unusual ones, so that callers cannot grow the series."""
+    return method if method in _METHOD_LABELS else "OTHER"
+
 
 class ClientMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:

@@ -94,7 +94,7 @@ def create_service_app(
     """
     internal_on_public_port = internal_endpoints_public and not settings.internal_port
     metrics = ServiceMetrics(settings.service_name)
-    metrics.info.info({"version": version, "git_revision": settings.git_revision})
+    metrics.info.info({"version": version, "git_revision": settings.resolved_git_revision()})
     state = State(
         {
             "settings": settings,

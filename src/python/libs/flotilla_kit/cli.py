@@ -50,13 +50,23 @@ class ServiceDefinition:
     commands: Sequence[Command] = ()
 
 
+def _version_text(service: ServiceDefinition) -> str:
+    """``catalog 0.1.0 (git 1a2b3c4)`` and the version of every lib inside, one per line."""
+    from flotilla_kit.info import lib_versions, stamped_revision
+
+    revision = os.environ.get("GIT_REVISION") or stamped_revision() or "unknown"
+    libs = "".join(f"\n  {name} {version}" for name, version in lib_versions().items())
+    return f"{service.name} {service.version} (git {revision}){libs}"
+
+
 def _parser(service: ServiceDefinition) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=service.name,
         description=service.description or f"The {service.name} service.",
         epilog="Settings come from environment variables (run the 'settings' command to see them).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version prints one lib per line
     )
-    parser.add_argument("--version", action="version", version=f"{service.name} {service.version}")
+    parser.add_argument("--version", action="version", version=_version_text(service))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the HTTP service until SIGTERM/SIGINT")
     serve.add_argument("--host", help="interface to listen on (overrides HOST)")

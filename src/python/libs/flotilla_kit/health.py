@@ -91,7 +91,7 @@ def service_info(state: State) -> ServiceInfo:
     return ServiceInfo(
         service=settings.service_name,
         version=state.service_version,
-        git_revision=settings.git_revision,
+        git_revision=settings.resolved_git_revision(),
         database=state.db.url.get_backend_name() if state.db else "none",
         libs=lib_versions(),
         runtime=runtime_versions(),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 import platform
+import re
 from importlib import metadata, resources
 
 # Third-party distributions worth reporting when someone asks "what exactly is deployed?".
 _DISTRIBUTIONS = ("litestar", "msgspec", "sqlalchemy", "granian", "redis")
+# setuptools_scm's local version: +g<commit>, and .d<date> when the tree had uncommitted changes.
+_COMMIT = re.compile(r"\+g(?P<commit>[0-9a-f]{7,40})(?P<dirty>\.d\d{8})?")
 
 
 def read_version(package: str) -> str:
@@ -16,6 +20,24 @@ def read_version(package: str) -> str:
         return (resources.files(package) / "VERSION").read_text().strip()
     except (FileNotFoundError, ModuleNotFoundError):
         return "unknown"
+
+
+def stamped_revision() -> str | None:
+    """The git commit this PEX was packaged from, or None when it runs from the sources.
+
+    ``pants package`` stamps it: each service's pex_binary depends on ``flotilla_kit:build-stamp``
+    (a ``vcs_version`` target, setuptools_scm's version of the checkout, e.g. ``0.1.dev42+g1a2b3c4``
+    or ``...+g1a2b3c4.d20261129`` for a tree with uncommitted changes). Only PEX files carry it:
+    tests and sources never depend on it, so a commit does not invalidate every test's cache.
+    """
+    try:
+        stamp = importlib.import_module("flotilla_kit.build_stamp")
+    except ImportError:
+        return None
+    match = _COMMIT.search(str(getattr(stamp, "SCM_VERSION", "")))
+    if match is None:
+        return None
+    return match["commit"] + ("-dirty" if match["dirty"] else "")
 
 
 def lib_versions() -> dict[str, str]:

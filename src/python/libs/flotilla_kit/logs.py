@@ -9,7 +9,7 @@ import traceback
 
 import msgspec
 
-from flotilla_kit.context import request_id_var, trace_var
+from flotilla_http.context import request_id_var, trace_var
 
 # Values msgspec cannot encode (an exception in `extra=`, say) are logged as their repr.
 _encoder = msgspec.json.Encoder(enc_hook=repr)

@@ -11,14 +11,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 # Latency buckets in seconds, from sub-millisecond in-memory answers to slow database pages.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-# The methods of RFC 9110 and PATCH; any other token is a method too, to a server.
-_METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-
-
-def method_label(method: str) -> str:
-    """``method`` as a metric label: OTHER for the unusual ones, so that callers cannot grow the series."""
-    return method if method in _METHOD_LABELS else "OTHER"
-
 
 class HttpRequestStats:
     """``http_requests_total``, ``http_request_duration_seconds`` and ``http_requests_in_flight``.

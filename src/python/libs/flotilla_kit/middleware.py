@@ -13,7 +13,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
-from flotilla_kit.context import (
+from flotilla_http.context import (
     DEADLINE_HEADER,
     accept_request_id,
     deadline_var,
@@ -23,7 +23,8 @@ from flotilla_kit.context import (
     request_id_var,
     trace_var,
 )
-from flotilla_kit.metrics import ServiceMetrics, method_label
+from flotilla_http.metrics import method_label
+from flotilla_kit.metrics import ServiceMetrics
 from flotilla_kit.problems import BadRequest
 
 log = logging.getLogger(__name__)

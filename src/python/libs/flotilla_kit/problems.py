@@ -16,7 +16,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
-from flotilla_kit.context import request_id_var
+from flotilla_http.context import request_id_var
 from flotilla_kit.methods import allow_header
 
 log = logging.getLogger(__name__)

@@ -60,13 +60,19 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     # the public port answers 404 for them; /healthz and /readyz stay on the public port.
     internal_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     shutdown_timeout_seconds: PositiveFloat = 15.0
-    git_revision: str = "unknown"
+    # Empty: the commit stamped into the PEX at package time (flotilla_kit.info.stamped_revision).
+    git_revision: str = ""
     # How long the events this service publishes stay in their streams (trimmed every minute,
     # never past what a consumer group has not yet handled).
     stream_retention_hours: PositiveFloat = 168.0
     # An entry pending this long at another consumer of a group is taken over by this one: its
     # consumer is presumed dead (killed, or its host gone). Longer than the slowest batch.
     stream_claim_idle_seconds: PositiveFloat = 30.0
+
+    def resolved_git_revision(self) -> str:
+        from flotilla_kit.info import stamped_revision
+
+        return self.git_revision or stamped_revision() or "unknown"
 
     def resolved_instance_id(self) -> str:
         return self.instance_id or f"{socket.gethostname()}-{self.port}"

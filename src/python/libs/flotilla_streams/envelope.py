@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from flotilla_contracts.events import Event, event_type
-from flotilla_kit.context import request_id_var, trace_var
+from flotilla_http.context import request_id_var, trace_var
 
 ENVELOPE_FIELD = b"envelope"
 

@@ -1,45 +1,99 @@
-"""Orders through the saga: how many reach a final state per second, and how long one takes.
+"""Orders through the saga on the stack a user runs: orders/s, time to a final state, CPU per order.
 
-Run:  ./pants run src/python/tools/bench:orders -- [--seconds 15] [--instances 1,2]
+Run:  ./pants run src/python/tools/bench:orders -- --seconds 15 [--configs sqlite-x1,sqlite-x2] [--concurrency 4,16,32]
+(the postgres configurations need the PostgreSQL server binaries: apt-get install postgresql)
 
-Starts the whole shop as processes on SQLite (stack.runner: Redis with AOF, catalog, inventory,
-orders, payments, notifications, the gateway), seeds products with ample stock, then for each
-instance count of inventory and payments (the consumer services):
+For each configuration the bench starts the platform with the stack tool as a subprocess, the way a
+user does (``python -m stack up --from-source --data-dir <fresh tmp dir> --port <free port>
+--replicas ... [--postgres]``, see stack/cli.py): Redis with AOF, catalog, inventory, orders,
+payments, notifications, the gateway with JWTs and its default rate limits. It waits until the
+stack's state file says it is running, seeds products with ample stock through the gateway as an
+admin (JWTs signed with the key the stack wrote), then measures:
 
-1. saturation: closed loops of customers (each places an order through the gateway with a JWT and
-   waits for its final event), at rising concurrency; orders/s reaching a final state, and the CPU
-   seconds per order of each service (from /proc, over the run at the highest rate);
+1. saturation: closed loops of customers (each places an order through the gateway and waits for
+   its final event), at rising concurrency; orders/s reaching a final state, and the CPU
+   milliseconds per order of each service (from /proc, every instance's process tree as listed in
+   the state file, over the step with the highest rate);
 2. latency at half of saturation: orders placed at a fixed pace (open loop), time from sending
-   ``POST /orders`` to the order's ``OrderConfirmed`` entry being read from ``orders.events``:
-   p50 and p99. A paced single order shows one saga's cost without queueing.
+   ``POST /orders`` to the order's final entry being read from ``orders.events``: p50 and p99;
+3. twenty orders one at a time: one saga's cost without queueing.
 
-Final states are read from the orders stream (XREAD by the bench itself), not by polling the API,
-so measuring adds no load to the services.
+and stops it with ``python -m stack down`` (killing what is left if that fails). Final states are
+read from the orders stream (XREAD by the bench itself), not by polling the API, so measuring adds
+no load to the services.
+
+Configurations (``--configs``, default all): sqlite-x1 (one instance of each service), sqlite-x2
+(two of each consumer service: inventory, payments, notifications, and orders), postgres-x1 and
+postgres-x2 (the same with ``--postgres``: every service on a local PostgreSQL). The table at the
+end gives each one's ratios to sqlite-x1 measured in the same run: the machine is shared and
+absolute figures drift between runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import os
 import platform
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
-from stack.runner import Platform, running_platform
+from stack.demo import DemoFailed, Gateway, sign_token
+from stack.state import StackState, alive, read_state
 
 from flotilla_contracts.events import ORDERS_EVENTS
+from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.waiting import eventually_sync
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 
 _FINAL_TYPES = {"orders.OrderConfirmed": "confirmed", "orders.OrderCancelled": "cancelled"}
 _order_id = msgspec.json.Decoder(dict[str, object])
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: loading libc in the forked child could wait on a lock another thread held.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+_CONSUMERS_X2 = "inventory=2,payments=2,notifications=2,orders=2"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way to run the stack: the arguments of ``stack up`` that differ."""
+
+    name: str
+    replicas: str  # --replicas
+    postgres: bool  # --postgres
+
+    def up_arguments(self) -> list[str]:
+        return (["--replicas", self.replicas] if self.replicas else []) + (["--postgres"] if self.postgres else [])
+
+
+CONFIGS = {
+    config.name: config
+    for config in (
+        Config("sqlite-x1", "", postgres=False),
+        Config("sqlite-x2", _CONSUMERS_X2, postgres=False),
+        Config("postgres-x1", "", postgres=True),
+        Config("postgres-x2", _CONSUMERS_X2, postgres=True),
+    )
+}
+BASELINE = "sqlite-x1"
+
+
+class BenchError(Exception):
+    """The stack did not start or stop as it should; the message is for the user."""
 
 
 @dataclass
@@ -81,13 +135,137 @@ async def _watch(redis_url: str, outcomes: Outcomes, stop: asyncio.Event) -> Non
         await client.aclose()
 
 
+# --- the stack, started and stopped with the stack tool
+
+
+@dataclass
+class Stack:
+    """A stack that ``stack up`` runs for the bench: where to reach it and which processes it is."""
+
+    data_dir: Path
+    state: StackState  # as the state file said once the stack was running
+
+    @property
+    def gateway_url(self) -> str:
+        return self.state.gateway_url
+
+    @property
+    def redis_url(self) -> str:
+        redis_port = next(record.port for record in self.state.instances if record.service == "redis")
+        return f"redis://127.0.0.1:{redis_port}/0"
+
+    def token(self, *roles: str, sub: str) -> str:
+        """A JWT the gateway accepts, signed with the key ``up`` wrote into the data dir."""
+        return sign_token(self.data_dir / "jwt-private.pem", sub=sub, roles=roles)
+
+
+def _stack_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "stack", *arguments]
+
+
+def _stack_env() -> dict[str, str]:
+    # `up --from-source` hands its own sys.path on to the services; from this one it finds them
+    # (the repo's source roots, or the PEX's venv under `pants run`).
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def _die_with_bench() -> None:
+    # Runs in `up` before exec: if the bench dies, `up` gets SIGTERM and stops the stack in order.
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(f"  {line}" for line in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "  (no output)"
+
+
+@contextlib.contextmanager
+def running_stack(config: Config, directory: Path, timeout: float = 300.0) -> Iterator[Stack]:
+    """``stack up`` with ``config`` on a fresh data dir under ``directory``, until it runs; ``down`` on leaving.
+
+    Raises BenchError (with the end of ``up``'s output) when ``up`` exits or is not running after
+    ``timeout`` seconds. On leaving, if ``down`` fails or ``up`` is still there after it, ``up``'s
+    process group and every instance it listed are killed: nothing is left running.
+    """
+    data_dir = directory / "stack"
+    output = directory / "up.log"
+    # With --postgres as root, the server runs as `postgres`: let it reach its cluster under the
+    # data dir (a mkdtemp is mode 700), so the cluster goes when the directory does.
+    directory.chmod(0o755)  # up's progress, summary and the services' logs it streams
+    command = _stack_command(
+        "up", "--from-source", "--data-dir", str(data_dir), "--port", str(free_port()), *config.up_arguments()
+    )
+    with open(output, "wb") as log:
+        up = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_stack_env(),
+            start_new_session=True,  # a group of its own, to kill as one if `down` fails
+            preexec_fn=_die_with_bench,
+        )
+    seen: StackState | None = None
+    try:
+        deadline = time.monotonic() + timeout
+        while seen is None or seen.phase != "running":
+            if up.poll() is not None:
+                raise BenchError(f"`{' '.join(command)}` exited with {up.returncode}:\n{_tail(output)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the stack on {data_dir} was not running after {timeout:g}s:\n{_tail(output)}")
+            time.sleep(0.2)  # polling the state file, with the deadline above
+            seen = read_state(data_dir) or seen
+        yield Stack(data_dir, seen)
+    finally:
+        _stop_stack(up, data_dir, seen)
+        cluster = data_dir / "postgres"
+        if cluster.is_symlink():  # `up` kept it elsewhere after all (stack/cli.py): a bench run keeps nothing
+            shutil.rmtree(cluster.resolve(), ignore_errors=True)
+
+
+def _stop_stack(up: subprocess.Popen[bytes], data_dir: Path, seen: StackState | None) -> None:
+    """``stack down``; then kill whatever of the stack is still alive (up's group, the listed instances)."""
+    latest = read_state(data_dir)  # an `up` that failed while starting may have listed more
+    listed = [*(seen.instances if seen else []), *(latest.instances if latest else [])]
+    instances = list({record.pid: record for record in listed}.values())
+    if up.poll() is None:
+        try:
+            down = subprocess.run(
+                _stack_command("down", "--data-dir", str(data_dir)),
+                env=_stack_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=180,
+            )
+            if down.returncode != 0:
+                print(f"  stack down failed ({down.returncode}): {down.stderr.decode(errors='replace')}", flush=True)
+        except subprocess.TimeoutExpired:
+            print("  stack down did not finish within 180 s", flush=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            up.wait(30)
+    leftovers = [record for record in instances if alive(record.pid)]
+    if up.poll() is None or leftovers:
+        names = ", ".join(f"{record.instance} ({record.pid})" for record in leftovers)
+        print(f"  killing what is left of the stack: up ({up.pid}) {names}", flush=True)
+        for pid in [up.pid, *(record.pid for record in leftovers)]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # every instance is its own process group (see stack/cli.py)
+    up.wait()
+
+
+# --- load
+
+
 class Shop:
-    def __init__(self, platform: Platform, products: list[str]) -> None:
-        self.platform = platform
+    def __init__(self, stack: Stack, products: list[str]) -> None:
+        self.stack = stack
         self.products = products
         self.outcomes = Outcomes()
         self.session: aiohttp.ClientSession | None = None
-        self.tokens = [platform.token("customer", sub=f"bench-{i}") for i in range(64)]
+        self.tokens = [stack.token("customer", sub=f"bench-{i}") for i in range(64)]
 
     async def place(self, n: int) -> tuple[str, float]:
         """Place one order; returns its id and the monotonic time the request was sent."""
@@ -95,7 +273,7 @@ class Shop:
         body = {"lines": [{"product_id": self.products[n % len(self.products)], "quantity": 1}]}
         headers = {"authorization": f"Bearer {self.tokens[n % len(self.tokens)]}", "idempotency-key": uuid.uuid4().hex}
         sent = time.monotonic()
-        async with self.session.post(f"{self.platform.url}/api/orders", json=body, headers=headers) as response:
+        async with self.session.post(f"{self.stack.gateway_url}/api/orders", json=body, headers=headers) as response:
             answer = await response.read()
             if response.status != 201:
                 raise RuntimeError(f"POST /api/orders answered {response.status}: {answer[:300]!r}")
@@ -115,6 +293,7 @@ class Result:
     concurrency: int  # the customers it took
     cpu_ms: dict[str, float]  # per service, per order, at that rate
     half: list[float]  # latencies at half that rate, paced
+    final_states: dict[str, int]  # orders by final state, over the whole measurement
 
 
 def _process_tree_cpu() -> dict[int, tuple[int, float]]:
@@ -129,8 +308,12 @@ def _process_tree_cpu() -> dict[int, tuple[int, float]]:
     return found
 
 
-def _cpu_by_service(platform: Platform) -> dict[str, float]:
-    """CPU seconds so far of each service's processes (a service's server runs its app in a child)."""
+def _cpu_by_service(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each service's instances, whole process trees (a server runs its app in a child).
+
+    Every instance the state file lists counts (Redis too, and PostgreSQL if it is listed), and
+    ``stack`` is the supervisor itself (``up``, which formats and prints the services' logs).
+    """
     processes = _process_tree_cpu()
     children: dict[int, list[int]] = {}
     for pid, (parent, _cpu) in processes.items():
@@ -139,13 +322,9 @@ def _cpu_by_service(platform: Platform) -> dict[str, float]:
     def tree(pid: int) -> float:
         return processes.get(pid, (0, 0.0))[1] + sum(tree(child) for child in children.get(pid, []))
 
-    roots = {name: p.process.pid for name, p in platform.instances.items()}
-    assert platform.gateway is not None
-    roots["gateway"] = platform.gateway.process.pid
-    totals: dict[str, float] = {}
-    for instance, pid in roots.items():
-        service = instance.split("-")[0]
-        totals[service] = totals.get(service, 0.0) + tree(pid)
+    totals = {"stack": processes.get(stack.state.supervisor_pid, (0, 0.0))[1]}
+    for record in stack.state.instances:
+        totals[record.service] = totals.get(record.service, 0.0) + tree(record.pid)
     return totals
 
 
@@ -182,30 +361,40 @@ def _ms(values: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _seed(platform: Platform, count: int) -> list[str]:
-    products = []
-    with platform.client("admin", sub="bench-admin") as admin:
+def _seed(stack: Stack, count: int) -> list[str]:
+    """``count`` products in the catalog, each with ample stock, through the gateway as an admin."""
+    run = uuid.uuid4().hex[:8].upper()  # SKUs unique even on a database that outlives the data dir
+    # The demo's client: it waits out the gateway's rate limit (429) instead of failing.
+    admin = Gateway(stack.gateway_url, stack.token("admin", sub="bench-admin"), time.monotonic() + 120)
+    try:
+        products = []
         for i in range(count):
-            body = {"sku": f"BENCH-{i}", "name": f"Bench tea {i}", "price": {"amount": 450, "currency": "EUR"}}
-            created = admin.post("/api/catalog/products", json=body)
-            created.raise_for_status()
-            product = created.json()["id"]
-            deadline = time.monotonic() + 30
-            while admin.get(f"/api/inventory/stock/{product}").status_code != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("inventory never learnt of the seeded products")
-                time.sleep(0.05)
-            admin.put(
-                f"/api/inventory/stock/{product}", json={"on_hand": 10**8, "reason": "bench"}
-            ).raise_for_status()
-            products.append(product)
+            body = {"sku": f"BENCH-{run}-{i}", "name": f"Bench tea {i}", "price": {"amount": 450, "currency": "EUR"}}
+            products.append(str(admin.expect("POST", "/api/catalog/products", 201, json=body)["id"]))
+        for product in products:  # all created first: fewer polls while inventory catches up
+            path = f"/api/inventory/stock/{product}"
+
+            def stock_row_exists(path: str = path) -> bool:
+                return bool(admin.call("GET", path).status_code == 200)
+
+            eventually_sync(  # inventory makes the stock row from the catalog's event
+                stock_row_exists,
+                timeout=30,
+                interval=0.1,
+                what=f"inventory's stock row of {product}",
+            )
+            admin.expect("PUT", path, 200, json={"on_hand": 10**8, "reason": "bench"})
+    except (DemoFailed, TimeoutError) as exc:
+        raise BenchError(f"seeding through {stack.gateway_url}: {exc}") from None
+    finally:
+        admin.close()
     return products
 
 
-async def _measure(platform: Platform, products: list[str], seconds: float, levels: list[int]) -> Result:
-    shop = Shop(platform, products)
+async def _measure(stack: Stack, products: list[str], seconds: float, levels: list[int]) -> Result:
+    shop = Shop(stack, products)
     stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch(platform.redis_server.url, shop.outcomes, stop))
+    watcher = asyncio.create_task(_watch(stack.redis_url, shop.outcomes, stop))
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as shop.session:
         try:
@@ -214,9 +403,9 @@ async def _measure(platform: Platform, products: list[str], seconds: float, leve
             best: tuple[float, int, dict[str, float]] = (0.0, 0, {})
             saturation = []
             for concurrency in levels:
-                before = _cpu_by_service(platform)
+                before = _cpu_by_service(stack)
                 rate, latencies = await _closed_loop(shop, concurrency, seconds)
-                after = _cpu_by_service(platform)
+                after = _cpu_by_service(stack)
                 orders = len(latencies)
                 cpu = {service: 1000 * (after[service] - before[service]) / orders for service in after}
                 saturation.append((concurrency, rate, _ms(latencies, 0.5) / 1000, _ms(latencies, 0.99) / 1000))
@@ -228,49 +417,114 @@ async def _measure(platform: Platform, products: list[str], seconds: float, leve
             stop.set()
             await watcher
     rate, concurrency, cpu = best
-    return Result(single, saturation, rate, concurrency, cpu, paced)
+    final_states: dict[str, int] = {}
+    for state, _seen in shop.outcomes.seen.values():
+        final_states[state] = final_states.get(state, 0) + 1
+    return Result(single, saturation, rate, concurrency, cpu, paced, final_states)
+
+
+def _configs(text: str) -> list[Config]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown or not names:
+        raise ValueError(
+            f"--configs: unknown configuration {', '.join(unknown) or text!r}; valid: {', '.join(CONFIGS)}"
+        )
+    return [CONFIGS[name] for name in dict.fromkeys(names)]
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(c) for c in text.split(",")]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise ValueError(f"--concurrency: {text!r}: expected whole numbers >= 1, e.g. 4,16,32")
+    return levels
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each load step")
-    parser.add_argument("--instances", default="1,2", help="instance counts of inventory and payments to measure")
-    parser.add_argument("--concurrency", default="4,16,32,64", help="closed-loop customers per step")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each load step (default 15)")
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"configurations to measure, in order (default {','.join(CONFIGS)})",
+    )
+    parser.add_argument(
+        "--concurrency", default="4,16,32,64", help="closed-loop customers per step (default 4,16,32,64)"
+    )
     args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
-    results: dict[int, Result] = {}
-    for instances in [int(n) for n in args.instances.split(",")]:
-        print(f"inventory and payments x{instances}:", flush=True)
-        with tempfile.TemporaryDirectory() as directory, running_platform(Path(directory)) as platform:
-            for service in ("inventory", "payments"):
-                for n in range(2, instances + 1):
-                    platform.start(service, f"{service}-{n}")
-            products = _seed(platform, 20)
-            results[instances] = asyncio.run(_measure(platform, products, args.seconds, levels))
-    _report(results, args)
+    try:
+        configs, levels = _configs(args.configs), _levels(args.concurrency)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits 2
+    if args.seconds <= 0:
+        parser.error(f"--seconds: {args.seconds:g}: must be positive")
+    results: dict[str, Result] = {}
+    loads: dict[str, float] = {}
+    try:
+        for config in configs:
+            loads[config.name] = os.getloadavg()[0]
+            print(f"{config.name}: stack up {' '.join(config.up_arguments())}".rstrip(), flush=True)
+            with tempfile.TemporaryDirectory(prefix="orders-bench-") as directory:
+                with running_stack(config, Path(directory)) as stack:
+                    products = _seed(stack, 20)
+                    results[config.name] = asyncio.run(_measure(stack, products, args.seconds, levels))
+    except KeyboardInterrupt:  # the stack was stopped on the way out (running_stack)
+        print("orders bench: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except BenchError as exc:
+        print(f"orders bench: {exc}", file=sys.stderr)
+        if not results:
+            raise SystemExit(1) from None
+        print("(reporting what was measured before it)", file=sys.stderr)
+    _report(results, loads, args)
 
 
-def _report(results: dict[int, Result], args: argparse.Namespace) -> None:
+def _report(results: dict[str, Result], loads: dict[str, float], args: argparse.Namespace) -> None:
+    base_name = BASELINE if BASELINE in results else next(iter(results))
+    base = results[base_name]
     print(
-        f"\nmachine: nproc {os.cpu_count()}, python {platform.python_version()}; SQLite per service,"
-        f" every service one granian worker, {args.seconds:.0f} s per step\n"
+        f"\nmachine: nproc {os.cpu_count()}, python {platform.python_version()}; each service one granian worker,"
+        f" started by `stack up --from-source`; {args.seconds:g} s per step, customers {args.concurrency};"
+        " load average before each: " + ", ".join(f"{name} {load:.2f}" for name, load in loads.items()) + "\n"
     )
+    print(f"ratios against {base_name} of this run\n")
     print(
-        "| inventory, payments | orders/s at saturation (customers) | POST to confirmed at half: p50 / p99 ms |", end=""
+        "| configuration | orders/s at saturation (customers) | ratio | POST to final state at half load: p50 / p99 ms"
+        " | ratio p50 / p99 | one order alone: p50 / p99 ms |"
     )
-    print(" one order alone: p50 / p99 ms |")
-    print("|---|---:|---:|---:|")
-    for instances, r in results.items():
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        p50, p99 = _ms(r.half, 0.5), _ms(r.half, 0.99)
         print(
-            f"| x{instances} | {r.rate:.0f} ({r.concurrency}) | {_ms(r.half, 0.5):.1f} / {_ms(r.half, 0.99):.1f}"
-            f" at {r.rate / 2:.0f}/s | {_ms(r.single, 0.5):.1f} / {_ms(r.single, 0.99):.1f} |"
+            f"| {name} | {r.rate:.0f} ({r.concurrency}) | {r.rate / base.rate:.2f}"
+            f" | {p50:.1f} / {p99:.1f} at {r.rate / 2:.0f}/s"
+            f" | {p50 / _ms(base.half, 0.5):.2f} / {p99 / _ms(base.half, 0.99):.2f}"
+            f" | {_ms(r.single, 0.5):.1f} / {_ms(r.single, 0.99):.1f} |"
         )
-    print("\nCPU ms per order at saturation:")
-    for instances, r in results.items():
-        print(f"  x{instances}: " + ", ".join(f"{s} {ms:.2f}" for s, ms in sorted(r.cpu_ms.items())))
-    for instances, r in results.items():
+    services = sorted({service for r in results.values() for service in r.cpu_ms}, key=_service_order)
+    print("\nCPU ms per order at saturation (`stack` is `up` itself, printing the logs):\n")
+    print("| configuration | " + " | ".join(services) + " | total | ratio |")
+    print("|---|" + "---:|" * (len(services) + 2))
+    base_total = sum(base.cpu_ms.values())
+    for name, r in results.items():
+        total = sum(r.cpu_ms.values())
+        cells = " | ".join(f"{r.cpu_ms[s]:.2f}" if s in r.cpu_ms else "-" for s in services)
+        print(f"| {name} | {cells} | {total:.1f} | {total / base_total:.2f} |")
+    print()
+    for name, r in results.items():
         steps = ", ".join(f"c{c} {rate:.0f}/s p50 {1000 * p50:.0f} ms" for c, rate, p50, _ in r.saturation)
-        print(f"  x{instances} steps: {steps}")
+        finals = ", ".join(f"{state} {count}" for state, count in sorted(r.final_states.items()))
+        print(f"  {name} steps: {steps}; orders by final state: {finals}")
+
+
+_SHOWN_FIRST = ("gateway", "catalog", "orders", "inventory", "payments", "notifications", "redis")
+
+
+def _service_order(service: str) -> tuple[int, str]:
+    return (_SHOWN_FIRST.index(service) if service in _SHOWN_FIRST else len(_SHOWN_FIRST), service)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """``stack up | down | status | logs | demo``: the whole platform on this machine, one process per instance.
 
-``up`` is the supervisor: it starts Redis (AOF under the data dir), every service instance (each
-service on its own SQLite file in the data dir, shared by its replicas), then the gateway; it waits
-until every instance is ready, prints where things are and streams the logs until SIGINT/SIGTERM,
-then stops everything in order: gateway first (no new work), the services, Redis last (services
-flush their outboxes into it). Children get SIGTERM from the kernel when the supervisor dies, even
-by ``kill -9``, so no process is left behind. ``down`` asks the supervisor to stop (or, if it is
-gone, stops what the state file lists, in the same order). ``logs`` prints (or follows) the
-instances' log files, readable; ``demo`` places the shop's three kinds of orders through the gateway.
+``up`` is the supervisor: unless it runs from the sources, it first builds the services' PEX files
+with ``./pants`` when it runs in the build root. It starts Redis (AOF under the data dir) and, with
+``--postgres``, a PostgreSQL server (its cluster kept under the data dir), every service instance
+(each service on its own SQLite file in the data dir, or its own PostgreSQL database, shared by its
+replicas), then the gateway; it waits until every instance is ready, prints where things are and
+streams the logs until SIGINT/SIGTERM, then stops everything in order: gateway first (no new work),
+the services, Redis and PostgreSQL last (services flush their outboxes from the one into the
+other). Children get a signal from the kernel when the supervisor dies, even by ``kill -9``, so no
+process is left behind. ``down`` asks the supervisor to stop (or, if it is gone, stops what the
+state file lists, in the same order). ``logs`` prints (or follows) the instances' log files,
+readable; ``demo`` places the shop's three kinds of orders through the gateway.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import contextlib
 import ctypes
 import json
 import os
+import pwd
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -38,11 +43,20 @@ from redis.exceptions import RedisError
 from stack.demo import DemoFailed, run_demo
 from stack.logview import LogFollower, last_lines, print_logs
 from stack.runner import GROUPS, SERVICES
-from stack.state import Instance, StackLock, StackState, alive, read_state, remove_state, write_state
+from stack.state import Instance, PostgresInfo, StackLock, StackState, alive, read_state, remove_state, write_state
 
 from flotilla_kit.info import read_version
 from flotilla_kit.server import PortUnavailable, check_port_free
 from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.postgres import (
+    PostgresServer,
+    PostgresUnavailable,
+    accepting_connections,
+    find_bindir,
+    reachable_by,
+    server_account,
+    server_on,
+)
 from flotilla_kit.testing.redis import RedisUnavailable, find_redis_server
 from flotilla_streams.stats import group_stats
 
@@ -50,6 +64,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 GATEWAY = "gateway"
 REDIS = "redis"
+POSTGRES = "postgres"
 
 _PR_SET_PDEATHSIG = 1
 # Looked up once here: loading libc in the forked child could wait on a lock another thread held.
@@ -68,10 +83,11 @@ class Stopped(Exception):
     """SIGINT or SIGTERM arrived: stop everything."""
 
 
-def _die_with_supervisor() -> None:
-    # Runs in the child before exec: SIGTERM from the kernel when the supervisor's main thread ends.
+def _die_with_supervisor(signum: int = signal.SIGTERM) -> None:
+    # Runs in the child before exec (after the switch to another user, which would clear it): this
+    # signal from the kernel when the supervisor's main thread ends.
     if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _prctl(_PR_SET_PDEATHSIG, signum)
 
 
 # --- arguments
@@ -101,6 +117,7 @@ class Launched:
     record: Instance
     process: subprocess.Popen[bytes]
     log_file: IO[bytes]
+    stop_signal: int = signal.SIGTERM
 
     @property
     def url(self) -> str:
@@ -108,30 +125,46 @@ class Launched:
 
 
 def _launch(
-    command: Sequence[str], *, service: str, instance: str, port: int, env: dict[str, str], data_dir: Path
+    command: Sequence[str],
+    *,
+    service: str,
+    instance: str,
+    port: int,
+    env: dict[str, str],
+    data_dir: Path,
+    account: pwd.struct_passwd | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> Launched:
+    """Start one instance, logging to its file; ``account``: run as that user; ``stop_signal`` stops it."""
     log_path = data_dir / "logs" / f"{instance}.log"
-    log_file = open(log_path, "ab")  # closed when the process is stopped
+    log_file = open(log_path, "ab")  # closed when the process is stopped; the child writes to it as any user
     process = subprocess.Popen(
         list(command),
         env={**os.environ, **env},
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        cwd="/" if account else None,  # ours may be closed to that user
         # Its own process group: Ctrl-C in the terminal reaches the supervisor only, which stops
         # the instances in order; and a group kill takes a service's server worker with it.
         start_new_session=True,
-        preexec_fn=_die_with_supervisor,
+        preexec_fn=lambda: _die_with_supervisor(stop_signal),
+        user=account.pw_uid if account else None,
+        group=account.pw_gid if account else None,
+        extra_groups=[] if account else None,  # not root's groups
     )
     return Launched(
-        Instance(service=service, instance=instance, port=port, pid=process.pid, log=str(log_path)), process, log_file
+        Instance(service=service, instance=instance, port=port, pid=process.pid, log=str(log_path)),
+        process,
+        log_file,
+        stop_signal,
     )
 
 
-def _stop_pid(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM, wait, then SIGKILL the process group of whatever is left."""
+def _stop_pid(pid: int, timeout: float = 30.0, signum: int = signal.SIGTERM) -> None:
+    """``signum`` (SIGTERM), wait, then SIGKILL the process group of whatever is left."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signum)
     deadline = time.monotonic() + timeout
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -142,7 +175,7 @@ def _stop_pid(pid: int, timeout: float = 30.0) -> None:
 def _stop_launched(launched: Sequence[Launched]) -> None:
     """Stop these together (SIGTERM each, then wait for all)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(launched))) as pool:
-        list(pool.map(lambda one: _stop_pid(one.process.pid), launched))
+        list(pool.map(lambda one: _stop_pid(one.process.pid, signum=one.stop_signal), launched))
     for one in launched:
         with contextlib.suppress(subprocess.TimeoutExpired):
             one.process.wait(5)  # reap
@@ -178,12 +211,18 @@ def _redis_ready(port: int) -> bool:
 
 
 def _is_ready(record: Instance) -> bool:
-    return _redis_ready(record.port) if record.service == REDIS else _ready(record.port)
+    if record.service == REDIS:
+        return _redis_ready(record.port)
+    if record.service == POSTGRES:
+        return accepting_connections(record.port)
+    return _ready(record.port)
 
 
-def _version(record: Instance) -> str:
+def _version(record: Instance, state: StackState) -> str:
     if record.service == REDIS:
         return "-"
+    if record.service == POSTGRES:
+        return state.postgres.version if state.postgres else "-"
     info = _get_json(f"http://127.0.0.1:{record.internal_port or record.port}/info")
     if info and isinstance(info.get("version"), str):
         return str(info["version"])
@@ -198,7 +237,7 @@ def status_rows(state: StackState) -> list[tuple[str, str, str, str, str, str]]:
     for record in state.instances:
         running = alive(record.pid)
         ready = running and _is_ready(record)
-        version = _version(record) if running else "-"
+        version = _version(record, state) if running else "-"
         rows.append(
             (
                 record.service,
@@ -213,7 +252,8 @@ def status_rows(state: StackState) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def stream_rows(state: StackState) -> list[tuple[str, ...]]:
-    """Per stream and consumer group of the shop: length, pending, lag, oldest pending, dead letters."""
+    """Per stream and consumer group of the shop: length, pending, lag, oldest pending, dead letters, and
+    how often the group was found missing and recreated (Redis lost its data: events may be lost)."""
     redis_record = next((r for r in state.instances if r.service == REDIS and alive(r.pid)), None)
     if redis_record is None:
         return []
@@ -225,11 +265,18 @@ def stream_rows(state: StackState) -> list[tuple[str, ...]]:
             for stream, group in GROUPS:
                 stats = await group_stats(client, stream, group)
                 if stats is None:
-                    rows.append((stream, group, "-", "-", "-", "-", "-"))
+                    rows.append((stream, group, "-", "-", "-", "-", "-", "-"))
                     continue
                 oldest = f"{stats.oldest_pending_idle_ms / 1000:.1f}s" if stats.pending else "-"
                 rows.append(
-                    (stream, group, *map(str, (stats.length, stats.pending, stats.lag)), oldest, str(stats.dlq_length))
+                    (
+                        stream,
+                        group,
+                        *map(str, (stats.length, stats.pending, stats.lag)),
+                        oldest,
+                        str(stats.dlq_length),
+                        str(stats.recreated),
+                    )
                 )
         finally:
             await client.aclose()
@@ -238,10 +285,10 @@ def stream_rows(state: StackState) -> list[tuple[str, ...]]:
     try:
         return asyncio.run(collect())
     except (RedisError, OSError) as exc:
-        return [("(streams unavailable)", f"{type(exc).__name__}: {exc}", "", "", "", "", "")]
+        return [("(streams unavailable)", f"{type(exc).__name__}: {exc}", "", "", "", "", "", "")]
 
 
-STREAM_HEADER = ("STREAM", "GROUP", "LENGTH", "PENDING", "LAG", "OLDEST PENDING", "DLQ")
+STREAM_HEADER = ("STREAM", "GROUP", "LENGTH", "PENDING", "LAG", "OLDEST PENDING", "DLQ", "RECREATED")
 
 
 def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = ()) -> str:
@@ -264,6 +311,56 @@ class UpOptions:
     port: int
     dist_dir: Path
     ready_timeout: float
+    postgres: bool = False
+    build: bool = True
+
+
+SERVICE_TARGETS = tuple(f"src/python/services/{name}:{name}" for name in (*SERVICES, GATEWAY))  # their pex_binary
+
+
+def _build_root() -> Path | None:
+    """The current directory when it is a Pants build root with its launcher (``./pants run`` runs us there)."""
+    here = Path.cwd()
+    launcher = here / "pants"
+    if launcher.is_file() and os.access(launcher, os.X_OK) and (here / "pants.toml").is_file():
+        return here
+    return None
+
+
+def _postgres_directory(data_dir: Path, account: pwd.struct_passwd | None) -> Path:
+    """Where the cluster is kept: ``<data dir>/postgres``, or where that link points.
+
+    As root the server runs as ``postgres``, which may not reach the data dir (paths under /root are
+    mode 700). Then the cluster goes to a new directory in that user's home, and ``<data dir>/postgres``
+    becomes a link to it, so the next ``up`` on this data dir finds it again. Nobody's home is chmod-ed.
+    """
+    link = data_dir / POSTGRES
+    if link.is_symlink():
+        return link.resolve()
+    if account is None:
+        return link
+    link.mkdir(exist_ok=True)
+    os.chown(link, account.pw_uid, account.pw_gid)
+    if reachable_by(account, link):
+        return link
+    if any(link.iterdir()):
+        raise StackError(
+            f"PostgreSQL runs as the `{account.pw_name}` user, which cannot reach {link}, and that directory is not "
+            f"empty; move it where `{account.pw_name}` can reach it and link {link} to it"
+        )
+    link.rmdir()
+    home = Path(account.pw_dir) / "flotilla"
+    home.mkdir(exist_ok=True)
+    os.chown(home, account.pw_uid, account.pw_gid)
+    target = Path(tempfile.mkdtemp(prefix=f"{data_dir.name.lstrip('.') or 'data'}-", dir=home))
+    link.symlink_to(target)
+    print(
+        f"PostgreSQL runs as the `{account.pw_name}` user, which cannot reach {data_dir}: its data is kept in {target} "
+        f"(linked from {link}); remove both to start over",
+        file=sys.stderr,
+        flush=True,
+    )
+    return target
 
 
 class Supervisor:
@@ -272,6 +369,10 @@ class Supervisor:
         self.data_dir = options.data_dir
         self.state = StackState(supervisor_pid=os.getpid(), phase="starting")
         self.redis: Launched | None = None
+        self.postgres: Launched | None = None
+        self.postgres_server: PostgresServer | None = None
+        self.postgres_bindir: Path | None = None
+        self.postgres_account: pwd.struct_passwd | None = None
         self.services: list[Launched] = []
         self.gateway: Launched | None = None
 
@@ -285,6 +386,20 @@ class Supervisor:
     def _pex(self, service: str) -> Path:
         return self.options.dist_dir / f"src.python.services.{service}" / f"{service}.pex"
 
+    def build(self) -> None:
+        """In the build root, ``./pants package`` the services' PEX files (up to date ones cost seconds)."""
+        if self.options.from_source or not self.options.build or (root := _build_root()) is None:
+            return
+        command = ["./pants", "--concurrent", f"--pants-distdir={self.options.dist_dir}", "package", *SERVICE_TARGETS]
+        print(f"building the services: {shlex.join(command)}", file=sys.stderr, flush=True)
+        # Pants' own output shows the progress; the kernel stops it too if we are killed.
+        result = subprocess.run(command, cwd=root, stdin=subprocess.DEVNULL, preexec_fn=_die_with_supervisor)
+        if result.returncode != 0:
+            raise StackError(
+                f"building the services failed: `{shlex.join(command)}` exited with status {result.returncode} "
+                "(its output is above); fix the build, or run from the sources with --from-source"
+            )
+
     def check_pexes(self) -> None:
         if self.options.from_source:
             return
@@ -294,6 +409,16 @@ class Supervisor:
                 "missing PEX: " + ", ".join(missing) + "\nbuild them with `./pants package ::`"
                 " (or run from the sources with --from-source)"
             )
+
+    def check_postgres(self) -> None:
+        """With --postgres: the server binaries and the account to run them as, before anything starts."""
+        if not self.options.postgres:
+            return
+        try:
+            self.postgres_bindir = find_bindir()
+            self.postgres_account = server_account()
+        except PostgresUnavailable as exc:
+            raise StackError(f"--postgres: {exc}") from None
 
     def _env(self, instance: str) -> dict[str, str]:
         assert self.redis is not None
@@ -316,10 +441,8 @@ class Supervisor:
     # steps
 
     def _save(self) -> None:
-        records = [
-            x.record
-            for x in ([self.redis] if self.redis else []) + self.services + ([self.gateway] if self.gateway else [])
-        ]
+        backing = [x for x in (self.redis, self.postgres) if x]
+        records = [x.record for x in backing + self.services + ([self.gateway] if self.gateway else [])]
         self.state.instances = records
         write_state(self.data_dir, self.state)
 
@@ -354,11 +477,57 @@ class Supervisor:
         ]  # fmt: skip
         self.redis = _launch(command, service=REDIS, instance=REDIS, port=port, env={}, data_dir=self.data_dir)
         self._save()
-        self._wait([self.redis], "redis")
+
+    def start_postgres(self) -> None:
+        """With --postgres: the server on its kept cluster (made on the first run), as a child of ours."""
+        if not self.options.postgres:
+            return
+        account = self.postgres_account
+        directory = _postgres_directory(self.data_dir, account)
+        try:
+            server = server_on(directory, bindir=self.postgres_bindir)
+            if server.initialize():
+                print(f"  made a PostgreSQL cluster in {server.data}", file=sys.stderr, flush=True)
+        except (PostgresUnavailable, subprocess.TimeoutExpired) as exc:
+            raise StackError(f"--postgres: cannot prepare the cluster in {directory}: {exc}") from None
+        self.postgres_server = server
+        self.state.postgres = PostgresInfo(
+            bindir=str(server.bindir),
+            directory=str(server.directory),
+            user=account.pw_name if account else "",
+            version=server.version(),
+        )
+        # SIGINT is PostgreSQL's fast shutdown: sessions are ended instead of waited for.
+        self.postgres = _launch(
+            server.server_command(),
+            service=POSTGRES,
+            instance=POSTGRES,
+            port=server.port,
+            env={},
+            data_dir=self.data_dir,
+            account=account,
+            stop_signal=signal.SIGINT,
+        )
+        self._save()
+
+    def wait_backing(self) -> None:
+        """Redis (and PostgreSQL) ready; then each service's database, made if missing."""
+        self._wait([x for x in (self.redis, self.postgres) if x], "redis and postgres" if self.postgres else "redis")
+        if self.postgres_server:
+            try:
+                for service in SERVICES:
+                    self.postgres_server.ensure_database(service)
+            except (PostgresUnavailable, subprocess.TimeoutExpired) as exc:
+                raise StackError(f"--postgres: cannot create the services' databases: {exc}") from None
+
+    def _database_url(self, service: str) -> str:
+        if self.postgres_server:
+            return self.postgres_server.url_for(service)
+        return f"sqlite:///{self.data_dir / service}.db"
 
     def start_services(self) -> None:
-        # First instances together, then the further replicas: replicas share a SQLite file, and
-        # two processes migrating one file at once could both try to create its tables.
+        # First instances together, then the further replicas: replicas share a database, and two
+        # processes migrating one at once could both try to create its tables.
         rounds = max(self.options.replicas.values())
         for number in range(1, rounds + 1):
             batch = []
@@ -367,7 +536,7 @@ class Supervisor:
                     continue
                 instance = f"{service}-{number}"
                 port = free_port()
-                env = {**self._env(instance), "DATABASE_URL": f"sqlite:///{self.data_dir / service}.db"}
+                env = {**self._env(instance), "DATABASE_URL": self._database_url(service)}
                 launched = _launch(
                     self._command(service, port),
                     service=service,
@@ -430,15 +599,14 @@ class Supervisor:
         return StackError(f"{one.record.instance} {what}; its last log lines ({one.record.log}):\n{tail}")
 
     def stop(self) -> None:
-        """Gateway first, then the services, Redis last."""
+        """Gateway first, then the services, Redis and PostgreSQL last."""
         if self.state.instances:
             self.state.phase = "stopping"
             write_state(self.data_dir, self.state)
         if self.gateway:
             _stop_launched([self.gateway])
         _stop_launched(self.services)
-        if self.redis:
-            _stop_launched([self.redis])
+        _stop_launched([x for x in (self.redis, self.postgres) if x])
         remove_state(self.data_dir)
 
 
@@ -462,12 +630,16 @@ def up(options: UpOptions) -> int:
     signal.signal(signal.SIGINT, _raise_stopped)
     signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        supervisor.check_pexes()
         try:
             check_port_free("127.0.0.1", options.port)
         except PortUnavailable as exc:
             raise StackError(f"gateway: {exc}; choose another with --port") from None
+        supervisor.check_postgres()
+        supervisor.build()
+        supervisor.check_pexes()
         supervisor.start_redis()
+        supervisor.start_postgres()
+        supervisor.wait_backing()
         supervisor.start_services()
         supervisor.start_gateway()
         assert supervisor.gateway is not None
@@ -483,7 +655,8 @@ def up(options: UpOptions) -> int:
         while True:
             time.sleep(3600)
     except Stopped:
-        print("\nstopping: gateway, services, redis ...", file=sys.stderr, flush=True)
+        backing = "redis and postgres" if options.postgres else "redis"
+        print(f"\nstopping: gateway, services, {backing} ...", file=sys.stderr, flush=True)
         return 0
     except StackError:
         print("\nstopping everything that was started", file=sys.stderr, flush=True)
@@ -508,15 +681,32 @@ def _print_summary(state: StackState) -> None:
 # --- down and status
 
 
-def _running_state(data_dir: Path) -> StackState:
+def _running_state(data_dir: Path, *, clean: bool = False) -> StackState:
+    """The state of the stack running on ``data_dir``; StackError if none. ``clean``: remove a stale file."""
     state = read_state(data_dir)
     if state is None or not (alive(state.supervisor_pid) or any(alive(x.pid) for x in state.instances)):
-        raise StackError(f"no stack is running on {data_dir}")
+        stale = ""
+        if state is not None and clean:
+            # Left by an `up` that was killed; its instances died with it.
+            remove_state(data_dir)
+            stale = f" (removed the state file left by pid {state.supervisor_pid}, which was killed)"
+        raise StackError(f"no stack is running on {data_dir}{stale}")
     return state
 
 
+def _stop_postgres(state: StackState, record: Instance) -> None:
+    """A PostgreSQL server the supervisor could not stop: ``pg_ctl stop -m fast`` as its user, else a signal."""
+    if state.postgres is not None:
+        info = state.postgres
+        as_user = ["runuser", "-u", info.user, "--"] if info.user and os.geteuid() == 0 else []
+        server = PostgresServer(record.port, Path(info.directory), Path(info.bindir), as_user)
+        with contextlib.suppress(PostgresUnavailable, subprocess.TimeoutExpired, OSError):
+            server.stop(mode="fast", remove=False)
+    _stop_pid(record.pid, signum=signal.SIGINT)  # returns at once when pg_ctl stopped it
+
+
 def down(data_dir: Path, timeout: float = 120.0) -> int:
-    state = _running_state(data_dir)
+    state = _running_state(data_dir, clean=True)
     if alive(state.supervisor_pid):
         # The supervisor stops its children in order and removes the state file.
         os.kill(state.supervisor_pid, signal.SIGTERM)
@@ -526,11 +716,18 @@ def down(data_dir: Path, timeout: float = 120.0) -> int:
         if alive(state.supervisor_pid):
             raise StackError(f"the stack (pid {state.supervisor_pid}) did not stop within {timeout:g}s")
     # What is still listed (the supervisor was killed before it could stop them): same order.
-    order = {GATEWAY: 0, REDIS: 2}
+    order = {GATEWAY: 0, REDIS: 2, POSTGRES: 2}
+
+    def stop(record: Instance) -> None:
+        if record.service == POSTGRES:
+            _stop_postgres(state, record)
+        else:
+            _stop_pid(record.pid)
+
     for rank in range(3):
-        batch = [x.pid for x in state.instances if order.get(x.service, 1) == rank and alive(x.pid)]
+        batch = [x for x in state.instances if order.get(x.service, 1) == rank and alive(x.pid)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(batch))) as pool:
-            list(pool.map(_stop_pid, batch))
+            list(pool.map(stop, batch))
     remove_state(data_dir)
     print(f"stopped the stack on {data_dir}")
     return 0
@@ -556,8 +753,8 @@ def status(data_dir: Path) -> int:
 
 
 def _log_files(data_dir: Path) -> dict[str, Path]:
-    """Instance -> its log file, in start order (Redis, the services, the gateway); a stopped stack's too."""
-    rank = {REDIS: 0, **{service: 1 + i for i, service in enumerate(SERVICES)}, GATEWAY: len(SERVICES) + 1}
+    """Instance -> its log file, in start order (Redis, PostgreSQL, the services, the gateway); a stopped stack's too."""
+    rank = {REDIS: 0, POSTGRES: 0, **{service: 1 + i for i, service in enumerate(SERVICES)}, GATEWAY: len(SERVICES) + 1}
 
     def key(path: Path) -> tuple[int, str]:
         return rank.get(path.stem.rsplit("-", 1)[0], len(rank)), path.stem
@@ -625,13 +822,25 @@ def _parser() -> argparse.ArgumentParser:
             "--data-dir",
             type=Path,
             default=Path(".data"),
-            help="Redis AOF, SQLite files, keys, logs, state (default .data)",
+            help="Redis AOF, SQLite files or the PostgreSQL cluster, keys, logs, state (default .data)",
         )
 
-    up_parser = commands.add_parser("up", help="start Redis, every service and the gateway; stream logs until Ctrl-C")
+    up_parser = commands.add_parser(
+        "up", help="build, start Redis, every service and the gateway; stream logs until Ctrl-C"
+    )
     data_dir(up_parser)
     up_parser.add_argument(
-        "--from-source", action="store_true", help="run the services from the sources, not their PEX"
+        "--from-source", action="store_true", help="run the services from the sources, not their PEX (no build)"
+    )
+    up_parser.add_argument(
+        "--no-build",
+        action="store_true",
+        help="use the PEX files in --dist-dir as they are (by default, in the build root, `./pants package` them first)",
+    )
+    up_parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run every service on a local PostgreSQL (one database each, kept under the data dir), not SQLite",
     )
     up_parser.add_argument("--replicas", default="", help="instances per service, e.g. orders=2,inventory=2")
     up_parser.add_argument("--port", type=int, default=8000, help="the gateway's port (default 8000)")
@@ -639,7 +848,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dist-dir", type=Path, default=Path("dist"), help="where `./pants package ::` put the PEX files"
     )
     up_parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds each start may take (default 90)")
-    data_dir(commands.add_parser("down", help="stop the running stack: gateway, services, Redis"))
+    data_dir(commands.add_parser("down", help="stop the running stack: gateway, services, Redis and PostgreSQL"))
     data_dir(commands.add_parser("status", help="the running stack's instances: port, pid, ready, version"))
     logs_parser = commands.add_parser("logs", help="the instances' logs, readable (a running or a stopped stack)")
     data_dir(logs_parser)
@@ -667,6 +876,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 dist_dir=args.dist_dir.resolve(),
                 ready_timeout=args.ready_timeout,
+                postgres=args.postgres,
+                build=not args.no_build,
             )
             return up(options)
         if args.command == "down":

@@ -2,8 +2,8 @@
 
 Services run from the sources on ``sys.path`` (``python -m <service> serve``), each service with
 its own SQLite file (its replicas share it), registered in Redis discovery; callers go through the gateway with JWTs
-signed by a key made for the run, on the gateway's real route table. The end-to-end tests and the
-benchmarks start the platform with it.
+signed by a key made for the run, on the gateway's real route table. The end-to-end and fault
+tests start the platform with it (the benchmarks start the real `stack up`).
 """
 
 from __future__ import annotations

@@ -20,12 +20,21 @@ LOCK_FILE = "stack.lock"
 
 
 class Instance(msgspec.Struct, kw_only=True):
-    service: str  # "redis" and "gateway" are instances too
+    service: str  # "redis", "postgres" and "gateway" are instances too
     instance: str
     port: int
     pid: int
     log: str
     internal_port: int = 0  # where /info is served, when not on the public port
+
+
+class PostgresInfo(msgspec.Struct, kw_only=True):
+    """What ``down`` needs to stop the server with ``pg_ctl`` when the supervisor is gone."""
+
+    bindir: str
+    directory: str  # the cluster is in directory/data; under the data dir, or where its link points
+    user: str  # the account it runs as ("" when it is ours)
+    version: str = "-"
 
 
 class StackState(msgspec.Struct, kw_only=True):
@@ -34,6 +43,7 @@ class StackState(msgspec.Struct, kw_only=True):
     gateway_url: str = ""
     token_command: str = ""
     instances: list[Instance] = msgspec.field(default_factory=list)
+    postgres: PostgresInfo | None = None  # with --postgres
 
 
 def read_state(data_dir: Path) -> StackState | None:

@@ -6,8 +6,8 @@ import pytest
 
 from flotilla_discovery.balancer import NoInstances
 from flotilla_http import DeadlineExceeded, NoHealthyInstance, UpstreamTimeout
+from flotilla_http.context import new_trace, request_id_var, trace_var
 from flotilla_http.deadline import deadline_var
-from flotilla_kit.context import new_trace, request_id_var, trace_var
 
 
 def echoed(response) -> dict[str, str]:

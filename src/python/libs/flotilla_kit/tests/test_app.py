@@ -11,8 +11,8 @@ from litestar import get, post
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
+from flotilla_http.context import remaining
 from flotilla_kit.app import create_service_app
-from flotilla_kit.context import remaining
 from flotilla_kit.problems import Conflict
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing.ports import free_port

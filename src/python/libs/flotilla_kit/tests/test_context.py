@@ -1,4 +1,4 @@
-from flotilla_kit.context import TraceContext, accept_request_id, new_trace, parse_traceparent
+from flotilla_http.context import TraceContext, accept_request_id, new_trace, parse_traceparent
 
 
 def test_a_valid_traceparent_is_parsed():

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from flotilla_kit.context import TraceContext, request_id_var, trace_var
+from flotilla_http.context import TraceContext, request_id_var, trace_var
 from flotilla_kit.logs import JsonFormatter
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.events import Event, OrderLine, OrderPlaced, ProductCreated
-from flotilla_kit.context import TraceContext, request_id_var, trace_var
+from flotilla_http.context import TraceContext, request_id_var, trace_var
 from flotilla_streams.envelope import PayloadDecoder, UndecodableEntry, decode, encode, wrap
 
 money = st.builds(Money, amount=st.integers(0, 10**12), currency=st.sampled_from(["EUR", "USD", "JPY"]))

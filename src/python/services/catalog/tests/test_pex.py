@@ -1,5 +1,7 @@
 """The packaged catalog.pex, run as its own process and called over HTTP, as it is deployed."""
 
+import re
+
 from flotilla_kit.testing.pex import http, packaged_pex
 from flotilla_kit.testing.ports import free_port
 
@@ -50,3 +52,13 @@ def test_serving_without_redis_fails_at_start_up_naming_the_setting(pex, tmp_pat
     result = pex.run("serve", "--port", str(free_port()), env={"REDIS_URL": ""}, cwd=tmp_path)
     assert result.returncode != 0
     assert "REDIS_URL" in result.stderr
+
+
+def test_version_names_the_commit_stamped_at_package_time_and_the_libs_inside(pex, tmp_path):
+    result = pex.run("--version", env={"GIT_REVISION": ""}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first, *libs = result.stdout.splitlines()
+    assert re.fullmatch(r"catalog \d+\.\d+\.\d+ \(git [0-9a-f]{7,40}(-dirty)?\)", first), first
+    inside = dict(line.split() for line in libs)
+    assert {"flotilla_kit", "flotilla_contracts", "flotilla_streams"} <= inside.keys(), inside
+    assert "orders_client" not in inside  # only what the PEX contains

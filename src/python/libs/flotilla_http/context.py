@@ -1,7 +1,8 @@
-"""Per-request context (request id, W3C trace context) carried in contextvars.
+"""The context of a call carried across hops (request id, W3C trace context, deadline) in contextvars.
 
-Logs read it to tag every line; clients (flotilla_http, the stream publisher) read it to forward
-the ids on outgoing calls and events.
+flotilla_kit's middleware sets it for each incoming request; its logs read it to tag every line;
+``HttpClient`` and the stream publisher read it to forward it on outgoing calls and events. It
+lives here, in the lowest lib that needs it, so that a client pulls in no service runtime.
 """
 
 from __future__ import annotations

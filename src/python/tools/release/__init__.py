@@ -1,0 +1,1 @@
+"""release: versions, contract snapshots and the compatibility check of the shared libraries."""
