@@ -50,6 +50,18 @@ class ServiceDefinition:
     commands: Sequence[Command] = ()
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the text is made when asked for (it looks through the installed packages)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, service: ServiceDefinition, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+        self.service = service
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(_version_text(self.service))
+        parser.exit()
+
+
 def _version_text(service: ServiceDefinition) -> str:
     """``catalog 0.1.0 (git 1a2b3c4)`` and the version of every lib inside, one per line."""
     from flotilla_kit.info import lib_versions, stamped_revision
@@ -64,9 +76,8 @@ def _parser(service: ServiceDefinition) -> argparse.ArgumentParser:
         prog=service.name,
         description=service.description or f"The {service.name} service.",
         epilog="Settings come from environment variables (run the 'settings' command to see them).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version prints one lib per line
     )
-    parser.add_argument("--version", action="version", version=_version_text(service))
+    parser.add_argument("--version", action=_VersionAction, service=service, help="show the versions and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the HTTP service until SIGTERM/SIGINT")
     serve.add_argument("--host", help="interface to listen on (overrides HOST)")

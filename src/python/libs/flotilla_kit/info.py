@@ -18,7 +18,7 @@ def read_version(package: str) -> str:
     """The version in ``package``'s VERSION file (how every flotilla lib keeps its version)."""
     try:
         return (resources.files(package) / "VERSION").read_text().strip()
-    except (FileNotFoundError, ModuleNotFoundError):
+    except (FileNotFoundError, ModuleNotFoundError, TypeError):  # TypeError: a module, not a package
         return "unknown"
 
 
@@ -43,7 +43,9 @@ def stamped_revision() -> str | None:
 def lib_versions() -> dict[str, str]:
     """Versions of the flotilla libs and service clients (packages with a VERSION file) in this process."""
     names = sorted(
-        m.name for m in pkgutil.iter_modules() if m.name.startswith("flotilla_") or m.name.endswith("_client")
+        m.name
+        for m in pkgutil.iter_modules()
+        if m.ispkg and (m.name.startswith("flotilla_") or m.name.endswith("_client"))
     )
     found = {name: read_version(name) for name in names}
     return {name: version for name, version in found.items() if version != "unknown"}

@@ -42,8 +42,9 @@ GROUPS = (
     (INVENTORY_EVENTS, "orders"),
     (PAYMENTS_EVENTS, "orders"),
 )
-# Fast retries, so that a test of a failure does not wait out production backoffs.
-_FAST = {"DISCOVERY_TTL_SECONDS": "2", "LOG_LEVEL": "WARNING"}
+# A short registry TTL (production: 10 s), so that a killed instance drops out of discovery soon;
+# not shorter, or a heartbeat late on a loaded machine drops a live one (heartbeats every TTL/3).
+_FAST = {"DISCOVERY_TTL_SECONDS": "5", "LOG_LEVEL": "WARNING"}
 
 
 @dataclass
