@@ -104,6 +104,14 @@ class Outcome:
         """No order has two events of one type: nothing reserved, captured or confirmed twice."""
         return all(count == 1 for _, count in self.events_per_order)
 
+    def assert_all_confirmed_once(self, count: int) -> None:
+        """All ``count`` orders confirmed: each reserved, captured and notified, and nothing twice."""
+        assert self.states == {"confirmed": count}, self
+        assert self.reservations == {"committed": count}, self
+        assert self.payments == {"captured": count}, self
+        assert self.notifications == {1: count}, self
+        assert self.effects_once(), self.events_per_order
+
 
 def final_states(admin: httpx.Client, orders: list[str], timeout: float = 120.0) -> dict[str, dict[str, Any]]:
     """Every order of ``orders`` once its saga ended; TimeoutError naming those still open."""

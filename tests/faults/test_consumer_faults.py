@@ -76,12 +76,7 @@ def test_two_replicas_of_each_consumer_service_share_the_load_and_either_can_sto
         flow.wait_accepted(20)
     alone = flow.accepted[:]
 
-    result = outcome(platform, admin, both + alone)
-    assert result.states == {"confirmed": len(both + alone)}, result
-    assert result.reservations == {"committed": len(both + alone)}
-    assert result.payments == {"captured": len(both + alone)}
-    assert result.notifications == {1: len(both + alone)}
-    assert result.effects_once(), result.events_per_order
+    outcome(platform, admin, both + alone).assert_all_confirmed_once(len(both + alone))
     assert not flow.unanswered and not flow.refused, flow.summary()
     platform.wait_until_drained()
     assert platform.dead_letters() == 0
@@ -107,12 +102,7 @@ def test_a_consumer_instance_killed_mid_flow_loses_nothing_and_doubles_nothing(r
         flow.wait_accepted(killed_at + 20)
     orders = flow.accepted[:]
 
-    result = outcome(platform, admin, orders)
-    assert result.states == {"confirmed": len(orders)}, result
-    assert result.reservations == {"committed": len(orders)}
-    assert result.payments == {"captured": len(orders)}
-    assert result.notifications == {1: len(orders)}
-    assert result.effects_once(), result.events_per_order
+    outcome(platform, admin, orders).assert_all_confirmed_once(len(orders))
     assert not flow.unanswered and not flow.refused, flow.summary()
     platform.wait_until_drained()  # the dead consumers' entries were reclaimed and handled
     assert platform.dead_letters() == 0

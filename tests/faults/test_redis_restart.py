@@ -36,12 +36,7 @@ def test_redis_restarted_with_its_data_under_load_loses_no_event(platform: Platf
 
         # An order refused during the outage has a problem document (counted); none is left unanswered.
         assert not flow.unanswered, flow.summary()
-        result = outcome(platform, admin, orders)
-        assert result.states == {"confirmed": len(orders)}, result
-        assert result.reservations == {"committed": len(orders)}
-        assert result.payments == {"captured": len(orders)}
-        assert result.notifications == {1: len(orders)}
-        assert result.effects_once(), result.events_per_order
+        outcome(platform, admin, orders).assert_all_confirmed_once(len(orders))
         platform.wait_until_drained()
         assert platform.dead_letters() == 0
         eventually_sync(

@@ -35,6 +35,13 @@ def _all_ready(platform: Platform) -> bool:
         return False
 
 
+def _registry(platform: Platform) -> dict[str, list[tuple[bytes, float]]]:
+    """The discovery registry's expiries per service, as Redis holds them now (for a failure message)."""
+    with platform.redis() as client:
+        keys = client.keys("flotilla:discovery:*:expiries")
+        return {key.decode(): client.zrange(key, 0, -1, withscores=True) for key in keys} | {"time": client.time()}
+
+
 def test_redis_without_its_data_heals_and_reports_what_was_lost(platform: Platform) -> None:
     with platform.client("admin", sub="admin-1") as admin:
         product = stocked_product(admin, units=1000)
@@ -54,6 +61,16 @@ def test_redis_without_its_data_heals_and_reports_what_was_lost(platform: Platfo
         # Orders placed once the platform had healed went through.
         healed = orders[-10:]
         assert {finals[o]["status"] for o in healed} == {"confirmed"}, [finals[o] for o in healed]
+
+        # Every instance registers again within a heartbeat: every service answers through the gateway.
+        paths = ["/api/catalog/products", "/api/orders", "/api/notifications", f"/api/inventory/stock/{product}"]
+        paths.append(f"/api/payments/{orders[0]}")
+        try:
+            eventually_sync(
+                lambda: all(admin.get(path).status_code != 503 for path in paths), timeout=60, what="routable"
+            )
+        except TimeoutError:
+            raise AssertionError(f"not every service routable again: {_registry(platform)}") from None
 
         result = outcome(platform, admin, orders)
         confirmed = result.states["confirmed"]

@@ -61,12 +61,7 @@ def test_orders_killed_mid_saga_resumes_every_saga_when_it_starts_again(platform
     assert refused.status_code == 503, refused.text
     platform.start("orders")
 
-    result = outcome(platform, admin, orders)
-    assert result.states == {"confirmed": len(orders)}, result
-    assert result.reservations == {"committed": len(orders)}
-    assert result.payments == {"captured": len(orders)}
-    assert result.notifications == {1: len(orders)}
-    assert result.effects_once(), result.events_per_order
+    outcome(platform, admin, orders).assert_all_confirmed_once(len(orders))
     platform.wait_until_drained()
     assert platform.dead_letters() == 0
 

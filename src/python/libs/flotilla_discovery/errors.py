@@ -9,6 +9,7 @@ class NoInstances(Exception):
     def __init__(self, service: str, reason: str = "no healthy instance") -> None:
         super().__init__(f"{service}: {reason}")
         self.service = service
+        self.reason = reason
 
 
 class DiscoveryUnavailable(NoInstances):

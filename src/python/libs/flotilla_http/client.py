@@ -32,7 +32,8 @@ A call (``request`` or ``stream``) runs attempts until one gives an answer worth
    with DeadlineExceeded before anything is sent;
 2. the service's circuit breaker lets the attempt through or fails fast with CircuitOpen;
 3. the balancer picks an instance, preferring one not tried yet in this call;
-4. the attempt is sent with ``x-deadline-ms``, ``x-request-id`` and a new ``traceparent`` span;
+4. the attempt is sent with ``x-deadline-ms``, ``x-request-id`` and a new ``traceparent`` span
+   (with an OpenTelemetry tracer provider installed, a CLIENT span of the attempt: see ``_attempt_span``);
 5. on a connect error (nothing sent), a timeout before an answer, or a 502/503/504 answer, it is
    retried when safe (connect errors always; the others only for idempotent calls with a body that
    can be sent again), within the retry budget, after a jittered backoff, before the deadline.
@@ -56,12 +57,26 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 
 from flotilla_discovery.balancer import Balancer, NoInstances
 from flotilla_discovery.instance import Instance
 from flotilla_http.breaker import BreakerState, CircuitBreaker, Permit
 from flotilla_http.budget import RetryBudget
-from flotilla_http.context import request_id_var, trace_var
+from flotilla_http.context import TraceContext, request_id_var, trace_var
 from flotilla_http.deadline import DEADLINE_HEADER, effective_deadline, header_value
 from flotilla_http.errors import (
     CircuitOpen,
@@ -240,6 +255,8 @@ class _Call(Generic[A]):
         self.idempotent = idempotent
         self.stream_body = body
         self.caller_failed = False  # the caller's body source raised: its fault, not the upstream's
+        self.path = ""
+        self.traceparent: str | None = None  # the current attempt's, when it has a span
 
     def may_resend(self) -> bool:
         """Whether a request that may have reached the upstream can be sent again."""
@@ -299,6 +316,9 @@ class HttpClient:
         self._origins: dict[str, Origin] = {}
         self._checked_names: dict[bytes, bytes] = {}  # header names found to be tokens, lower-cased
         self._pool: ConnectionPool | None = None
+        # Traced when a tracer provider is installed by the time the client is made (flotilla_kit
+        # installs the SDK's at start-up, before its components): off, no span code runs at all.
+        self._tracer = _installed_tracer()
 
     async def start(self) -> None:
         """Open the connection pool (in the running event loop). Starting twice is a no-op."""
@@ -429,7 +449,9 @@ class HttpClient:
             raise ValueError(f"timeout must be positive, not {timeout}")
         deadline = effective_deadline(self.default_timeout if timeout is None else timeout)
         is_idempotent = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        return _Call(service, method, deadline, is_idempotent, body)
+        call: _Call[Any] = _Call(service, method, deadline, is_idempotent, body)
+        call.path = path
+        return call
 
     async def _measured(self, call: _Call[A], attempts: Awaitable[A]) -> A:
         outcome = "error"
@@ -504,14 +526,14 @@ class HttpClient:
                         # tell, which is what the breaker is for (it then fails fast until a probe).
                         breaker.record_no_instance(permit, error)
                     if last is None:
-                        raise NoHealthyInstance(call.service, str(error)) from error
+                        raise NoHealthyInstance(call.service, error.reason) from error
                     break
                 if last is not None:
                     self.metrics.retries.labels(call.service, reason).inc()
                     if not isinstance(last, _Failure):
                         _close(last)  # the answer we retry instead of returning
                 tried.append(instance.instance_id)
-                last = await self._attempt(call, instance, permit, send)
+                last = await self._attempt(call, instance, permit, send, attempt)
         except BaseException:
             if last is not None and not isinstance(last, _Failure):
                 _close(last)  # an open stream nobody will get
@@ -528,6 +550,7 @@ class HttpClient:
         instance: Instance,
         permit: Permit,
         send: Callable[[Instance, float, Callable[[], None]], Awaitable[A]],
+        attempt: int = 1,
     ) -> A | _Failure:
         """One attempt on ``instance``, reporting its outcome to the breaker and the balancer."""
         breaker = self._breaker(call.service)
@@ -542,8 +565,12 @@ class HttpClient:
                 released = True
                 self.balancer.release(instance)
 
+        span = self._attempt_span(call, instance, attempt)
+        sending = send(instance, attempt_deadline, release)
+        if span is not None:
+            sending = _traced(span, sending)
         try:
-            answer = await send(instance, attempt_deadline, release)
+            answer = await sending
         except _Failure as failure:
             if failure.kind in _NOT_THE_UPSTREAMS_FAULT:
                 breaker.abandon(permit)
@@ -601,14 +628,64 @@ class HttpClient:
             origin = self._origins[instance.url] = Origin.parse(instance.url)
         return origin
 
-    def _attempt_headers(self, headers: RawHeaders, deadline: float) -> RawHeaders:
+    def _attempt_span(self, call: _Call[Any], instance: Instance, attempt: int) -> Span | None:
+        """A CLIENT span for an attempt, whose context the attempt's ``traceparent`` carries; None
+        (and the ``traceparent`` a child of ``trace_var``, as without OpenTelemetry) while no tracer
+        provider is installed.
+
+        One span per attempt, as the HTTP semantic conventions ask: a retry is a span of its own,
+        with ``http.request.resend_count``. Its parent is the current span, else (code that only
+        set ``trace_var``) the trace context of the request at hand. A streamed answer's span ends
+        when the answer's head has arrived.
+        """
+        tracer = self._tracer
+        call.traceparent = None
+        if tracer is None:
+            return None
+        # No span under an unsampled parent (what the samplers decide anyway, as they keep a
+        # trace's decision): the context goes on from trace_var, in step with that parent.
+        parent = None
+        current = otel_trace.get_current_span().get_span_context()
+        if current.is_valid:
+            if not current.trace_flags.sampled:
+                return None
+        else:
+            trace = trace_var.get()
+            if trace is not None:
+                if not int(trace.flags, 16) & 1:
+                    return None
+                parent = otel_trace.set_span_in_context(NonRecordingSpan(_span_context(trace)), otel_context.Context())
+        span = tracer.start_span(call.method, context=parent, kind=SpanKind.CLIENT)
+        context = span.get_span_context()
+        call.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        if span.is_recording():
+            origin = self._origin(instance)
+            span.set_attributes(
+                {
+                    "http.request.method": call.method,
+                    "server.address": origin.host,
+                    "server.port": origin.port,
+                    # The query is left out: it may hold what a trace store must not keep.
+                    "url.full": instance.url.rstrip("/") + call.path.split("?", 1)[0],
+                    "peer.service": call.service,
+                    "flotilla.instance.id": instance.instance_id,
+                }
+            )
+            if attempt > 1:
+                span.set_attribute("http.request.resend_count", attempt - 1)
+        return span
+
+    def _attempt_headers(self, headers: RawHeaders, deadline: float, traceparent: str | None) -> RawHeaders:
         attempt_headers = [*headers, (_DEADLINE_HEADER_BYTES, header_value(deadline).encode())]
         request_id = request_id_var.get()
         if request_id is not None:
             attempt_headers.append((b"x-request-id", request_id.encode("latin-1")))
-        trace = trace_var.get()
-        if trace is not None:
-            attempt_headers.append((b"traceparent", trace.child().traceparent.encode("latin-1")))
+        if traceparent is not None:
+            attempt_headers.append((b"traceparent", traceparent.encode("latin-1")))
+        else:
+            trace = trace_var.get()
+            if trace is not None:
+                attempt_headers.append((b"traceparent", trace.child().traceparent.encode("latin-1")))
         return attempt_headers
 
     async def _open(
@@ -625,7 +702,11 @@ class HttpClient:
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
                 return await pool.request(
-                    self._origin(instance), call.method_bytes, path, self._attempt_headers(headers, deadline), body
+                    self._origin(instance),
+                    call.method_bytes,
+                    path,
+                    self._attempt_headers(headers, deadline, call.traceparent),
+                    body,
                 )
         except ConnectFailed as error:
             raise _Failure("connect_error", instance, str(error)) from error
@@ -766,6 +847,43 @@ def _check_path(path: str) -> None:
         raise InvalidRequest(f"path must start with a single '/': {path!r}")
     if not _VISIBLE_ASCII.fullmatch(path):
         raise InvalidRequest(f"path must be percent-encoded, without spaces or controls: {path!r}")
+
+
+def _installed_tracer() -> Tracer | None:
+    """The global tracer provider's tracer, or None while none is installed (opentelemetry-api's
+    no-op): the client never imports the service runtime that installs the SDK (flotilla_kit)."""
+    provider = otel_trace.get_tracer_provider()
+    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+        return None
+    return provider.get_tracer("flotilla_http")
+
+
+def _span_context(trace: TraceContext) -> SpanContext:
+    return SpanContext(
+        int(trace.trace_id, 16), int(trace.span_id, 16), is_remote=True, trace_flags=TraceFlags(int(trace.flags, 16))
+    )
+
+
+async def _traced(span: Span, sending: Awaitable[A]) -> A:
+    """``sending``, ending ``span`` with its outcome: the answer's status, or why there was none."""
+    try:
+        answer = await sending
+    except BaseException as error:
+        if span.is_recording():
+            kind = error.kind if isinstance(error, _Failure) else type(error).__qualname__
+            if isinstance(error, _CallerBodyFailed):
+                kind = "caller_error"
+            span.set_attribute("error.type", kind)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.end()
+        raise
+    if span.is_recording():
+        span.set_attribute("http.response.status_code", answer.status)
+        if answer.status >= 400:
+            span.set_attribute("error.type", str(answer.status))
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    return answer
 
 
 def _close(answer: Response | _OpenStream) -> None:

@@ -25,6 +25,7 @@ from flotilla_kit.migrations import migrate
 from flotilla_kit.problems import ProblemDetails, exception_handlers, problem_response
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.shared_redis import shared_redis_component
+from flotilla_kit.tracing import ServerSpans, Tracing, instrument_database, record_handler_exception, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def create_service_app(
     logs a warning saying so).
     """
     internal_on_public_port = internal_endpoints_public and not settings.internal_port
+    # Off (no OTLP endpoint, or OTEL_SDK_DISABLED): nothing of it is built or installed.
+    tracing = Tracing.from_settings(settings, version=version) if tracing_enabled(settings) else None
     metrics = ServiceMetrics(settings.service_name)
     metrics.info.info({"version": version, "git_revision": settings.resolved_git_revision()})
     state = State(
@@ -107,6 +110,9 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if tracing:
+            # First: the components made below (HTTP client, consumers) find the provider installed.
+            tracing.start()
         db = (
             Database(
                 settings.resolved_database_url(), echo=settings.database_echo, pool_size=settings.database_pool_size
@@ -115,6 +121,8 @@ def create_service_app(
             else None
         )
         app.state.db = db
+        if db and tracing:
+            instrument_database(db, tracing.tracer())
         app.state.readiness_checks = {**({"database": db.ping} if db else {}), **(readiness_checks or {})}
         where = db.describe() if db else "no database"
         try:
@@ -151,6 +159,8 @@ def create_service_app(
         finally:
             if db:
                 await db.dispose()
+            if tracing:
+                await tracing.shutdown()  # last: the spans of everything stopped above get exported
 
     app = Litestar(
         route_handlers=[*operational_handlers(internal_on_public_port=internal_on_public_port), *route_handlers],
@@ -166,9 +176,10 @@ def create_service_app(
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(title=settings.service_name, version=version),
         logging_config=None,
+        after_exception=[record_handler_exception] if tracing else [],
     )
     # Outermost, so that even requests matching no route get ids, traces and metrics.
     handler: ASGIApp = HeadAsGet(app.asgi_handler)
     handler = wrap_handler(handler) if wrap_handler else handler
-    app.asgi_handler = RequestContextMiddleware(handler, metrics)
+    app.asgi_handler = RequestContextMiddleware(handler, metrics, ServerSpans(tracing.tracer()) if tracing else None)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -247,7 +248,12 @@ class Database:
             with engine.connect() as connection:
                 return read(connection)
 
-        return await asyncio.get_running_loop().run_in_executor(threads, run)
+        # In the caller's context: the statement's span (flotilla_kit.tracing) needs the current one.
+        return await asyncio.get_running_loop().run_in_executor(threads, contextvars.copy_context().run, run)
+
+    def sync_engines(self) -> list[Engine]:
+        """The engines statements run on (for event listeners): the main one, and SQLite's read engine."""
+        return [engine for engine in (self.engine.sync_engine, self._sync_reads) if engine is not None]
 
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""

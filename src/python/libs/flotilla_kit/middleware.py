@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
@@ -26,6 +26,9 @@ from flotilla_http.context import (
 from flotilla_http.metrics import method_label
 from flotilla_kit.metrics import ServiceMetrics
 from flotilla_kit.problems import BadRequest
+
+if TYPE_CHECKING:
+    from flotilla_kit.tracing import ServerSpans
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,13 @@ class IncompleteRequestBody(BadRequest):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    """Sets the request's context; with ``spans`` (tracing on) each request is a SERVER span too,
+    whose ids are the request's trace context (flotilla_kit.tracing)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, spans: ServerSpans | None = None) -> None:
         self.app = app
         self.stats = metrics.http
+        self.spans = spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +76,12 @@ class RequestContextMiddleware:
                 has_body = True
         request_id = accept_request_id(incoming_request_id)
         parent = parse_traceparent(incoming_traceparent)
-        trace = parent.child() if parent else new_trace()
+        spans = self.spans
+        server_span = spans.start(method, parent) if spans is not None else None
+        if server_span is None:
+            trace = parent.child() if parent else new_trace()
+        else:
+            span, trace, span_token = server_span
         request_id_token = request_id_var.set(request_id)
         trace_token = trace_var.set(trace)
         # The caller's deadline bounds every call this request makes to other services.
@@ -93,12 +105,21 @@ class RequestContextMiddleware:
         stats = self.stats
         stats.in_flight += 1
         started = time.perf_counter()
+        error: BaseException | None = None
         try:
             await self.app(scope, receive, send_with_context)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             elapsed = time.perf_counter() - started
             stats.in_flight -= 1
-            stats.finished(method_label(method), _route_label(scope), status or 500, elapsed)
+            route = _route_label(scope)
+            stats.finished(method_label(method), route, status or 500, elapsed)
+            if server_span is not None:
+                assert spans is not None
+                matched = route if route != _UNMATCHED_ROUTE else None
+                spans.finish(span, span_token, scope, matched, status or 500, error)
             request_id_var.reset(request_id_token)
             trace_var.reset(trace_token)
             deadline_var.reset(deadline_token)

@@ -18,6 +18,16 @@ Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Ratio = Annotated[float, msgspec.Meta(ge=0, le=1)]
+OtlpUrl = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/]+.*)?$")]  # empty, or an http(s) URL
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 
 class SettingsError(ValueError):
@@ -68,6 +78,15 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     # An entry pending this long at another consumer of a group is taken over by this one: its
     # consumer is presumed dead (killed, or its host gone). Longer than the slowest batch.
     stream_claim_idle_seconds: PositiveFloat = 30.0
+    # Traces (flotilla_kit.tracing), under OpenTelemetry's standard variable names. Tracing is on
+    # when an endpoint is set and the SDK is not disabled; the base endpoint gets /v1/traces
+    # appended, the traces endpoint is used as it is (both OTLP over HTTP, protobuf).
+    otel_exporter_otlp_endpoint: OtlpUrl = ""
+    otel_exporter_otlp_traces_endpoint: OtlpUrl = ""
+    otel_sdk_disabled: bool = False
+    otel_service_name: str = ""  # empty: SERVICE_NAME
+    otel_traces_sampler: TracesSampler = "parentbased_always_on"
+    otel_traces_sampler_arg: Ratio = 1.0  # the ratio of the *traceidratio samplers
 
     def resolved_git_revision(self) -> str:
         from flotilla_kit.info import stamped_revision

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_contracts.events import Event, event_type
 from flotilla_kit.db import Database
+from flotilla_kit.tracing import consuming
 from flotilla_streams import group_counters, inbox
 from flotilla_streams.dlq import DeadLetter, dead_letter
 from flotilla_streams.envelope import Envelope, PayloadDecoder, UndecodableEntry, decode, envelope_bytes
@@ -446,7 +447,7 @@ class StreamConsumer:
         for item in batch:
             context = HandlerContext(item.envelope, stream, item.deliveries, None, None)
             try:
-                await item.handler(item.event, context)
+                await self._run_handler(stream, item, context)
             except Exception as exc:  # a handler's failure is data for retry and the DLQ, not a crash
                 self._record_failure(stream, item, exc)
                 continue
@@ -490,12 +491,31 @@ class StreamConsumer:
                 fresh.discard(item.envelope.id)
                 context = HandlerContext(item.envelope, stream, item.deliveries, session, self.outbox)
                 try:
-                    await item.handler(item.event, context)
+                    await self._run_handler(stream, item, context)
                 except Exception as exc:  # roll the batch back; the caller runs it again without this one
                     raise _HandlerFailed(item, exc) from exc
         for entry_id in done:
             self._last_errors.pop(entry_id, None)
         return done
+
+    async def _run_handler(self, stream: str, item: _Decoded, context: HandlerContext) -> None:
+        """Run the event's handler; when tracing (flotilla_kit.tracing), in a CONSUMER span linked
+        to the producer's context carried in the envelope."""
+        envelope = item.envelope
+        span = consuming(
+            stream,
+            self.group,
+            event_id=envelope.id,
+            event_type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            traceparent=envelope.traceparent,
+            deliveries=item.deliveries,
+        )
+        if span is None:
+            await item.handler(item.event, context)
+            return
+        with span:
+            await item.handler(item.event, context)
 
     def _record_failure(self, stream: str, item: _Decoded, exc: Exception) -> None:
         self._last_errors[item.entry_id] = f"{type(exc).__name__}: {exc}"

@@ -45,21 +45,27 @@ def new_event_id() -> str:
 
 
 def wrap(
-    event: Event, *, source: str, causation: Envelope | None = None, correlation_id: str | None = None
+    event: Event,
+    *,
+    source: str,
+    causation: Envelope | None = None,
+    correlation_id: str | None = None,
+    traceparent: str | None = None,
 ) -> Envelope:
     """Put ``event`` in an envelope.
 
     Correlation follows the cause (an event handled), else the current request id, else the event
-    itself starts a new correlation; the trace context is taken from the current request.
+    itself starts a new correlation. The trace context is ``traceparent`` when given (the producer
+    span's, flotilla_kit.tracing), else the current request's, else the cause's.
     """
     event_id = new_event_id()
     trace = trace_var.get()
     if causation is not None:
         correlation = correlation_id or causation.correlation_id
-        traceparent = trace.traceparent if trace else causation.traceparent
+        traceparent = traceparent or (trace.traceparent if trace else causation.traceparent)
     else:
         correlation = correlation_id or request_id_var.get() or event_id
-        traceparent = trace.traceparent if trace else None
+        traceparent = traceparent or (trace.traceparent if trace else None)
     return Envelope(
         id=event_id,
         type=event_type(type(event)),

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_contracts.events import Event
 from flotilla_kit.db import Database
-from flotilla_streams.envelope import Envelope, encode, wrap
+from flotilla_kit.tracing import producing, relaying
+from flotilla_streams.envelope import Envelope, decode, encode, wrap
 from flotilla_streams.metrics import OutboxMetrics
 from flotilla_streams.publisher import publish_encoded
 from flotilla_streams.relay_lease import RelayLease
@@ -61,13 +62,22 @@ class Outbox:
     async def add_many(
         self, session: AsyncSession, stream: str, events: Sequence[Event], *, causation: Envelope | None = None
     ) -> list[Envelope]:
-        """Write several events in one statement, in order, in ``session``'s transaction."""
-        envelopes = [wrap(event, source=self.source, causation=causation) for event in events]
+        """Write several events in one statement, in order, in ``session``'s transaction.
+
+        Traced (flotilla_kit.tracing): a PRODUCER span of type "create", whose context the envelopes
+        carry; the relay's span links to it.
+        """
+        span = producing(stream, operation="create", operation_type="create")
+        traceparent = span.traceparent if span else None
+        envelopes = [wrap(event, source=self.source, causation=causation, traceparent=traceparent) for event in events]
         now = datetime.now(UTC)
-        await session.execute(
-            outbox.insert(),
-            [{"stream": stream, "event_id": e.id, "envelope": encode(e), "created_at": now} for e in envelopes],
-        )
+        rows = [{"stream": stream, "event_id": e.id, "envelope": encode(e), "created_at": now} for e in envelopes]
+        if span is None:
+            await session.execute(outbox.insert(), rows)
+        else:
+            with span:
+                span.messages([e.id for e in envelopes])
+                await session.execute(outbox.insert(), rows)
         if not session.info.get(_WAKE_HOOKED):
             # Wake the relay when this transaction commits, not before: it would find nothing.
             sa_event.listen(session.sync_session, "after_commit", lambda _s: self._wake.set())
@@ -240,8 +250,15 @@ class OutboxRelay:
         return rows
 
     async def _send(self, rows: Sequence[Any]) -> None:
+        entries = [(row.stream, row.envelope) for row in rows]
+        # A PRODUCER span for the batch, linked to where each event was created, when tracing.
+        span = relaying(_traced_messages(rows))
         # MULTI: consumers blocked on the stream wake once for the whole batch, not per entry.
-        await publish_encoded(self.client, [(row.stream, row.envelope) for row in rows], atomic=True)
+        if span is None:
+            await publish_encoded(self.client, entries, atomic=True)
+        else:
+            with span:
+                await publish_encoded(self.client, entries, atomic=True)
         if self.metrics:
             self.metrics.relayed.inc(len(rows))
 
@@ -270,3 +287,13 @@ class OutboxRelay:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         except TimeoutError:
             pass
+
+
+def _traced_messages(rows: Sequence[Any]) -> Iterator[tuple[str, str | None, str]]:
+    # Lazily: only a relay span that is made reads the envelopes (decoding each costs a little).
+    for row in rows:
+        try:
+            envelope = decode(row.envelope)
+        except ValueError:
+            continue  # sent as it is; its consumer dead-letters it
+        yield row.stream, envelope.traceparent, envelope.id

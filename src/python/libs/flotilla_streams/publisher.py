@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import redis.asyncio as redis
 
 from flotilla_contracts.events import Event
+from flotilla_kit.tracing import producing
 from flotilla_streams.envelope import ENVELOPE_FIELD, Envelope, encode, wrap
 
 
@@ -22,17 +23,34 @@ class Publisher:
         self.source = source
 
     async def publish(self, stream: str, event: Event, *, causation: Envelope | None = None) -> Envelope:
-        """XADD one event; returns its envelope. Raises redis errors when Redis is unreachable."""
-        envelope = wrap(event, source=self.source, causation=causation)
-        await self.client.xadd(stream, {ENVELOPE_FIELD: encode(envelope)})
+        """XADD one event; returns its envelope. Raises redis errors when Redis is unreachable.
+
+        Traced (flotilla_kit.tracing): a PRODUCER span, whose context the envelope carries.
+        """
+        span = producing(stream)
+        if span is None:
+            envelope = wrap(event, source=self.source, causation=causation)
+            await self.client.xadd(stream, {ENVELOPE_FIELD: encode(envelope)})
+            return envelope
+        with span:
+            envelope = wrap(event, source=self.source, causation=causation, traceparent=span.traceparent)
+            span.messages([envelope.id])
+            await self.client.xadd(stream, {ENVELOPE_FIELD: encode(envelope)})
         return envelope
 
     async def publish_many(
         self, stream: str, events: Iterable[Event], *, causation: Envelope | None = None
     ) -> list[Envelope]:
-        """XADD events in order in one pipelined round trip."""
-        envelopes = [wrap(event, source=self.source, causation=causation) for event in events]
-        await publish_encoded(self.client, [(stream, encode(e)) for e in envelopes])
+        """XADD events in order in one pipelined round trip (traced as one PRODUCER span)."""
+        span = producing(stream)
+        traceparent = span.traceparent if span else None
+        envelopes = [wrap(event, source=self.source, causation=causation, traceparent=traceparent) for event in events]
+        if span is None:
+            await publish_encoded(self.client, [(stream, encode(e)) for e in envelopes])
+            return envelopes
+        with span:
+            span.messages([e.id for e in envelopes])
+            await publish_encoded(self.client, [(stream, encode(e)) for e in envelopes])
         return envelopes
 
 

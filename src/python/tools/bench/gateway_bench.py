@@ -20,19 +20,27 @@ throughput, set against the figure in shared/BENCHMARKS.md, says how fast the ma
 
 The gateway runs as in production: route table, token verification configured (the routes used
 are public), the rate limit in Redis on every request, circuit breakers, retries.
+
+``--tracing``: the cost of traces instead. Three gateways in front of the in-memory upstream,
+tracing off, at 100 % and at 1 % (parentbased_traceidratio), exporting over OTLP/HTTP to a sink
+in this process that reads and drops what it is sent; saturation (64 connections) of each in
+alternating rounds, and each traced gateway's throughput as a ratio of the untraced one's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.server
 import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -63,6 +71,91 @@ auth = "public"
 # The in-memory upstream's throughput at 64 connections where shared/BENCHMARKS.md was measured:
 # this run's figure against it says how fast this machine is today.
 REFERENCE_DIRECT_RPS = 21_000
+
+
+class _DropSpans(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a collector serves the exporter
+
+    def do_POST(self) -> None:  # the name http.server calls
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """An OTLP/HTTP endpoint (its base URL) that accepts every export and drops it: the cost of
+    a collector stays out of the measurement, as it runs elsewhere in production."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _DropSpans)
+    thread = threading.Thread(target=server.serve_forever, name="otlp sink", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+TRACING_MODES = {
+    "gateway": {},
+    "gateway traced 100%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"},
+    "gateway traced 1%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+}
+
+
+def tracing_cost(args: argparse.Namespace) -> None:
+    """``--tracing``: the gateway untraced, at 100 % and at 1 %, against the in-memory upstream."""
+    redis_server = start_redis()
+    processes: list[ServiceProcess] = []
+    with tempfile.TemporaryDirectory(prefix="flotilla-gateway-bench-") as directory, otlp_sink() as endpoint:
+        key = ed25519.Ed25519PrivateKey.generate().public_key()
+        public_pem = Path(directory) / "public.pem"
+        public_pem.write_bytes(
+            key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        routes = Path(directory) / "routes.toml"
+        routes.write_text(ROUTES)
+        try:
+            memory = serve_asgi("bench.asgi_servers:create_app", free_port())
+            processes.append(memory)
+            targets = {}
+            for name, sampling in TRACING_MODES.items():
+                env = {
+                    "REDIS_URL": redis_server.url,
+                    "JWT_PUBLIC_KEY_FILE": str(public_pem),
+                    "ROUTES_FILE": str(routes),
+                    "RATE_LIMITS": "default=1000000/1,burst=1000000",
+                    "DISCOVERY": "static",
+                    "SERVICE_URLS": f"memory={memory.base_url}",
+                    **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **sampling} if sampling else {}),
+                }
+                gateway = _service("gateway", free_port(), env)
+                processes.append(gateway)
+                targets[name] = f"{gateway.base_url}/api/memory/products/42"
+            results: Rounds = {}
+            for url in targets.values():
+                run_wrk(url, 16, "2s")  # warm up
+            for round_ in range(args.rounds):
+                for name in list(targets) if round_ % 2 == 0 else list(reversed(targets)):
+                    result = run_wrk(targets[name], 64, args.duration)
+                    results.setdefault((name, "c64"), []).append(result)
+                    print(f"round {round_ + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+        finally:
+            for process in processes:
+                process.stop()
+            redis_server.close()
+    print(
+        f"machine: nproc {os.cpu_count()}, python {platform.python_version()}; wrk -t1 -c64 -d{args.duration},"
+        f" median of {args.rounds} rounds; spans exported over OTLP/HTTP to a sink that drops them"
+    )
+    _table("Gateway in front of the in-memory upstream, tracing off and on:", results)
+    for name in list(TRACING_MODES)[1:]:
+        print(f"{name} / gateway, 64 connections: {_ratio(results, name, 'gateway'):.3f} (aim at 1 %: >= 0.95)")
 
 
 def _service(module: str, port: int, env: dict[str, str]) -> ServiceProcess:
@@ -144,7 +237,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", default="8s")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tracing", action="store_true", help="measure the cost of traces instead (see above)")
     args = parser.parse_args()
+    if args.tracing:
+        tracing_cost(args)
+        return
 
     redis_server = start_redis()
     processes: list[ServiceProcess] = []

@@ -8,6 +8,11 @@ group names. A configuration publishes ``n`` identical-shape ``OrderPlaced`` eve
 them, and is timed from its first publish until every event is handled and acked (XPENDING is 0).
 Latency is handle time minus the ``sent_ns`` stamped into the event when it was built.
 
+``flotilla_direct_traced_100`` and ``flotilla_direct_traced_1`` are ``flotilla_direct`` with traces on
+(flotilla_kit.tracing: a PRODUCER span per publish, a CONSUMER span per handled event) at 100 % and
+1 % (parentbased_traceidratio), exported over OTLP/HTTP to a sink that drops them
+(``--only flotilla_direct,flotilla_direct_traced_100,flotilla_direct_traced_1`` for the tracing cost).
+
 To add a configuration, write ``async def run_x(redis_url: str, n_events: int) -> Result`` on top of
 ``Tracker`` and ``measure`` and register it in ``CONFIGURATIONS``; name it in ``RATIOS`` to get its
 ratio lines.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import statistics
@@ -385,9 +391,46 @@ async def run_flotilla_outbox_inbox(redis_url: str, n_events: int) -> Result:
 # --------------------------------------------------------------------------- registry and report
 
 
+def traced(
+    name: str, ratio: float, run: Callable[[str, int], Awaitable[Result]]
+) -> Callable[[str, int], Awaitable[Result]]:
+    """``run`` with the service runtime's tracing on at ``ratio``, spans sent to a sink that drops them."""
+
+    async def run_traced(redis_url: str, n_events: int) -> Result:
+        from opentelemetry import trace
+        from opentelemetry.util._once import Once
+
+        from bench.gateway_bench import otlp_sink
+        from flotilla_kit.settings import ServiceSettings
+        from flotilla_kit.tracing import Tracing
+
+        with otlp_sink() as endpoint:
+            settings = ServiceSettings(
+                service_name="bench",
+                otel_exporter_otlp_endpoint=endpoint,
+                otel_traces_sampler="parentbased_traceidratio",
+                otel_traces_sampler_arg=ratio,
+            )
+            tracing = Tracing.from_settings(settings, version="bench")
+            tracing.start()
+            try:
+                result = await run(redis_url, n_events)
+            finally:
+                await tracing.shutdown()
+                # Every configuration runs in this one process; the API sets its provider once per
+                # process, so forget it for the next (as OpenTelemetry's own test utilities do).
+                trace._TRACER_PROVIDER = None
+                trace._TRACER_PROVIDER_SET_ONCE = Once()
+        return dataclasses.replace(result, name=name)
+
+    return run_traced
+
+
 CONFIGURATIONS: dict[str, Callable[[str, int], Awaitable[Result]]] = {
     "raw": run_raw,
     "flotilla_direct": run_flotilla_direct,
+    "flotilla_direct_traced_100": traced("flotilla_direct_traced_100", 1.0, run_flotilla_direct),
+    "flotilla_direct_traced_1": traced("flotilla_direct_traced_1", 0.01, run_flotilla_direct),
     "flotilla_outbox_inbox": run_flotilla_outbox_inbox,
     "faststream": run_faststream,
     "faststream_pipelined": run_faststream_pipelined,
@@ -397,6 +440,8 @@ BASELINE = "raw"
 # Extra "a vs b" lines, printed only when both configurations ran.
 RATIOS: list[tuple[str, str]] = [
     ("flotilla_direct", "raw"),
+    ("flotilla_direct_traced_100", "flotilla_direct"),
+    ("flotilla_direct_traced_1", "flotilla_direct"),  # aim >= 0.95
     ("flotilla_direct", "faststream"),
     ("flotilla_direct", "faststream_pipelined"),
 ]
