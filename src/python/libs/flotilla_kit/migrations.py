@@ -111,12 +111,16 @@ def alembic_config(package: str, connection: sa.Connection | None = None) -> Con
     return config
 
 
-def run_env(*metadata: sa.MetaData) -> None:
+def run_env(*metadata: sa.MetaData, include_name: Callable[..., bool] | None = None) -> None:
     """The whole of a service's env.py: run Alembic on the connection flotilla_kit hands over.
 
     ``metadata`` is what the models declare (the service's ``Base.metadata``, plus
     ``flotilla_streams.schema.metadata`` for a service with an outbox or inbox): the autogenerate
     comparison (``flotilla_kit.testing.migrations``) checks the revisions against it.
+
+    ``include_name`` (Alembic's hook: ``(name, type_, parent_names) -> bool``) leaves database objects
+    that no model can declare out of that comparison, such as SQLite FTS5 tables and their shadow
+    tables, or a PostgreSQL generated column.
     """
     from alembic import context
 
@@ -133,6 +137,7 @@ def run_env(*metadata: sa.MetaData) -> None:
         # SQLite alters a table by copying it: autogenerate then writes batch_alter_table blocks.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
         on_version_apply=lambda *, step, heads, **_: _record_step(config.attributes, step, heads),
     )
     # The connection is already in flotilla_kit's transaction: this begins nothing, and every

@@ -17,20 +17,19 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy.exc import IntegrityError
 
-from catalog import domain
+from catalog import domain, search
 from catalog.models import Product as ProductRow
+from catalog.reads import PageQuery, read_page, read_product_by_id, read_product_by_sku, select_product, to_product
 from catalog.settings import CatalogSettings
-from flotilla_contracts.catalog import Money, Product, ProductCreate, ProductPage, ProductPatch
+from flotilla_contracts.catalog import Product, ProductCreate, ProductPage, ProductPatch
 from flotilla_contracts.events import CATALOG_EVENTS
 from flotilla_kit.db import Database
 from flotilla_kit.identity import require_role
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.pagination import as_utc
 from flotilla_kit.problems import BadRequest, Conflict, NotFound, Unprocessable
 from flotilla_streams.outbox import Outbox
 
 _columns = ProductRow.__table__.c
-_select_products = sa.select(ProductRow.__table__)
 
 # The problems the catalog's own rules answer, for its document; the kit adds the rest (400, 401/403
 # of the admin guard, 404 of a path naming nothing, 413, 415, 503).
@@ -40,24 +39,10 @@ _BREAKS_A_RULE = {
 }
 
 
-def _to_product(row: Any) -> Product:
-    return Product(
-        id=row.id,
-        sku=row.sku,
-        name=row.name,
-        description=row.description,
-        price=Money(row.price_amount, row.currency),
-        active=row.active,
-        version=row.version,
-        created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at),
-    )
-
-
-async def _fetch(session: Any, where: Any, *, for_update: bool = False) -> Product | None:
-    query = _select_products.where(where)
+async def _fetch(session: Any, product_id: uuid.UUID, *, for_update: bool = False) -> Product | None:
+    query = select_product(product_id)
     row = (await session.execute(query.with_for_update() if for_update else query)).first()
-    return _to_product(row) if row else None
+    return to_product(row) if row else None
 
 
 class ProductController(Controller):
@@ -66,18 +51,18 @@ class ProductController(Controller):
 
     @get("/{product_id:uuid}", responses=problem_responses(_UNKNOWN_ID))
     async def get_product(self, db: NamedDependency[Database], product_id: FromPath[uuid.UUID]) -> Product:
-        row = await db.fetch_one(_select_products.where(_columns.id == product_id))
-        if row is None:
+        product = await read_product_by_id(db, product_id)
+        if product is None:
             raise NotFound(f"no product with id {product_id}")
-        return _to_product(row)
+        return product
 
     @get("/by-sku/{sku:str}", responses=problem_responses({404: "No product has this SKU."}))
     async def get_product_by_sku(self, db: NamedDependency[Database], sku: FromPath[str]) -> Product:
         normalized = domain.normalize_sku(sku)
-        row = await db.fetch_one(_select_products.where(_columns.sku == normalized)) if domain.is_sku(sku) else None
-        if row is None:
+        product = await read_product_by_sku(db, normalized) if domain.is_sku(sku) else None
+        if product is None:
             raise NotFound(f"no product with SKU {normalized!r}")
-        return _to_product(row)
+        return product
 
     @get("/")
     async def list_products(
@@ -91,9 +76,7 @@ class ProductController(Controller):
         q: Annotated[
             str | None,
             # No control characters: a NUL cannot be compared with PostgreSQL text (a 500 otherwise).
-            QueryParameter(
-                pattern=r"^[^\x00-\x1f\x7f]+$", max_length=100, description="text in SKU, name or description"
-            ),
+            QueryParameter(pattern=r"^[^\x00-\x1f\x7f]+$", max_length=100, description=search.SEMANTICS),
         ] = None,
         active: Annotated[bool | None, QueryParameter()] = None,
         currency: Annotated[str | None, QueryParameter(pattern=r"^[A-Z]{3}$")] = None,
@@ -108,30 +91,20 @@ class ProductController(Controller):
             after_sku = domain.parse_sku_cursor(cursor) if cursor else None
         except domain.InvalidQuery as exc:
             raise BadRequest(str(exc)) from None
-        query = _select_products.order_by(_columns.sku).limit(limit + 1)
-        if after_sku is not None:
-            query = query.where(_columns.sku > after_sku)
-        if q:
-            needle = q.lower()
-            query = query.where(
-                sa.or_(
-                    *(
-                        sa.func.lower(col).contains(needle, autoescape=True)
-                        for col in (_columns.sku, _columns.name, _columns.description)
-                    )
-                )
-            )
-        if active is not None:
-            query = query.where(_columns.active == active)
-        if currency:
-            query = query.where(_columns.currency == currency)
-        if min_price is not None:
-            query = query.where(_columns.price_amount >= min_price)
-        if max_price is not None:
-            query = query.where(_columns.price_amount <= max_price)
-        rows = await db.fetch_all(query)
-        items = [_to_product(row) for row in rows[:limit]]
-        next_cursor = domain.sku_cursor(items[-1].sku) if len(rows) > limit else None
+        products = await read_page(
+            db,
+            PageQuery(
+                limit=limit,
+                after_sku=after_sku,
+                words=search.query_words(q) if q is not None else None,
+                active=active,
+                currency=currency,
+                min_price=min_price,
+                max_price=max_price,
+            ),
+        )
+        items = products[:limit]
+        next_cursor = domain.sku_cursor(items[-1].sku) if len(products) > limit else None
         return ProductPage(items=items, next_cursor=next_cursor)
 
     @post(
@@ -161,8 +134,19 @@ class ProductController(Controller):
             version=1,
             created_at=now,
             updated_at=now,
+            search_document=search.search_document(sku, name, data.description),
         )
-        product = _to_product(row)
+        product = Product(
+            id=row.id,
+            sku=sku,
+            name=name,
+            description=data.description,
+            price=price,
+            active=data.active,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
         try:
             async with db.transaction() as session:
                 session.add(row)
@@ -206,17 +190,23 @@ async def _update(db: Database, outbox: Outbox, product_id: uuid.UUID, changes: 
     async with db.transaction() as session:
         # Locked until commit (PostgreSQL; SQLite's write lock is already held): a concurrent update
         # waits, so each event's previous price and version are the ones this change replaced.
-        current = await _fetch(session, _columns.id == product_id, for_update=True)
+        current = await _fetch(session, product_id, for_update=True)
         if current is None:
             raise NotFound(f"no product with id {product_id}")
         if all(_current_value(current, column) == value for column, value in changes.items()):
             return current  # nothing changes: no new version
+        if "name" in changes or "description" in changes:
+            changes["search_document"] = search.search_document(
+                current.sku,
+                str(changes.get("name", current.name)),
+                str(changes.get("description", current.description)),
+            )
         await session.execute(
             sa.update(ProductRow)
             .where(_columns.id == product_id)
             .values(**changes, version=_columns.version + 1, updated_at=datetime.now(UTC))
         )
-        updated = await _fetch(session, _columns.id == product_id)
+        updated = await _fetch(session, product_id)
         assert updated is not None  # the row was read under the write lock a moment ago
         events = domain.change_events(current, updated)
         if events:

@@ -156,21 +156,6 @@ def test_listing_filters_combine(client, create):
     assert skus(q="TEA", active="true") == ["TEA-1", "TEA-2"]
 
 
-def test_search_matches_name_sku_and_description_case_insensitively(client, create):
-    create("A-1", name="Earl Grey", description="with bergamot")
-    create("B-2", name="100% cocoa")
-    create("C-3", name="Chamomile")
-
-    def search(q):
-        return [p["sku"] for p in client.get("/products", params={"q": q}).json()["items"]]
-
-    assert search("grey") == ["A-1"]
-    assert search("BERGAMOT") == ["A-1"]
-    assert search("b-2") == ["B-2"]
-    assert search("%") == ["B-2"]  # a literal percent sign, not a wildcard
-    assert search("_") == []
-
-
 @pytest.mark.parametrize(
     "params",
     [

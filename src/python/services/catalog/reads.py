@@ -1,0 +1,364 @@
+"""The catalog's reads: products by id or SKU, and pages of the listing, with as few statements and
+as little Python per row as they need.
+
+A page is ordered by SKU and resumed after the cursor's SKU (keyset pagination), filtered by
+activity, currency, price range and text (catalog.search). Each filter has an index that keeps the
+page a seek (models.Product, revision 0003). What a page costs, and why it is built like this, is
+in the bench README's catalog section.
+
+Text and price filters can be served two ways: walk the SKU order and test each product (cheap when
+many products match, as the page fills early), or collect the matches through their index and sort
+them (cheap when few match). Neither is cheap when many match but lie far down the SKU order (a
+search for "tea" where the teas' SKUs start with TEA-): the walk passes everything before them, so
+a walk is given up after ``WALK_LIMIT`` products, and the page is then read through the index
+(costing the sort of every match: see the bench README).
+
+So the catalog chooses the plan:
+
+- SQLite (no statistics for an FTS5 match or a price range): one probe statement counts the matches
+  of each filter through its index, index only, up to ``PROBE_LIMIT``; below it the page is read
+  through the index with the fewest, above it by a walk, and through an index after all if the walk
+  does not fill the page. A search that matches nothing costs the probe alone.
+- PostgreSQL, text only (its planner chooses well for a price range, from histograms, but for text
+  it assumes evenly spread matches and walks however far they lie): a walk, then the GIN index if
+  the walk does not fill the page. No probe: counting through a GIN index visits the table to
+  recheck each match (measured: 8 ms for 500 matches of 10k at 100k products, where the walk that
+  fills the page costs 3 ms), and a search that matches nothing costs a bounded walk (~3 ms).
+
+Every statement is built and compiled once per *shape* (which filters a request has, how many
+words, which plan) and kept as SQL text with named parameters: building a SQLAlchemy statement and
+its cache key costs 40-300 us per request, more than SQLite takes to run most of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import psycopg2
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from catalog import search
+from catalog.models import Product as ProductRow
+from flotilla_contracts.catalog import Money, Product
+from flotilla_kit.db import Database
+from flotilla_kit.pagination import as_utc
+
+# Matches counted per filter before the catalog stops counting and walks the SKU order instead; and
+# products walked before it gives the walk up. Sorting this many matches or walking this many rows
+# costs a few milliseconds on SQLite: the most a page with a text or price filter spends beyond a
+# plain page, unless the matches are many *and* far down the SKU order (then the page costs the
+# sort of all of them; see the bench README).
+PROBE_LIMIT = 500
+WALK_LIMIT = 1000
+
+_products = ProductRow.__table__
+_c = _products.c
+_COLUMNS = (
+    _c.id, _c.sku, _c.name, _c.description, _c.price_amount, _c.currency, _c.active, _c.version, _c.created_at,
+    _c.updated_at,
+)  # fmt: skip
+# On SQLite, ids (32 hex digits) and times (text) are read as text and converted by to_product with
+# the C constructors (uuid.UUID(hex=), datetime.fromisoformat): SQLAlchemy's own conversion of them
+# was most of what a page of 50 cost in Python (~12 us of ~30 us per row). Statements here are
+# executed as compiled text anyway, whose results SQLAlchemy does not convert.
+_SELECT = sa.select(*_COLUMNS)
+_VECTOR = sa.literal_column(f"products.{search.TSVECTOR_COLUMN}", postgresql.TSVECTOR)  # PostgreSQL only
+# Compiled with named parameters, for text(); psycopg2's compiler, as asyncpg's casts every parameter
+# (":x::VARCHAR"), where PostgreSQL infers the types anyway.
+_DIALECTS = {"sqlite": sqlite.dialect(paramstyle="named"), "postgresql": psycopg2.dialect(paramstyle="named")}
+_FTS5 = sa.table(search.FTS5_TABLE, sa.column("rowid"))
+_ROWID: sa.ColumnClause[Any] = sa.literal_column("products.rowid")
+_PRICE_INDEX = "ix_products_price_sku"
+# Above every SKU (SKUs are upper-case letters, digits, '.', '_' and '-'): the end of the walk when
+# fewer than WALK_LIMIT products are left.
+_AFTER_EVERY_SKU = "~"
+
+
+def _prepared(statement: sa.ClauseElement, dialect: str) -> sa.TextClause:
+    """``statement`` compiled for ``dialect``, as text with its named (and typed) parameters."""
+    compiled = statement.compile(dialect=_DIALECTS[dialect])
+    assert isinstance(compiled, SQLCompiler)
+    binds = [sa.bindparam(name, bind.value, type_=bind.type) for bind, name in compiled.bind_names.items()]
+    # A cast that is left (":id::UUID") must reach text() escaped, or it hides the parameter's name.
+    return sa.text(str(compiled).replace("::", r"\:\:")).bindparams(*binds)
+
+
+def _dialect(db: Database) -> str:
+    return "sqlite" if db.is_sqlite else "postgresql"
+
+
+def to_product(row: Sequence[Any]) -> Product:
+    """A row of the product columns (as read here) as the contract's Product."""
+    product_id, sku, name, description, amount, currency, active, version, created_at, updated_at = row
+    return Product(
+        id=product_id if isinstance(product_id, uuid.UUID) else uuid.UUID(hex=product_id),
+        sku=sku,
+        name=name,
+        description=description,
+        price=Money(amount, currency),
+        active=bool(active),
+        version=version,
+        created_at=_utc(created_at),
+        updated_at=_utc(updated_at),
+    )
+
+
+def _utc(moment: datetime | str) -> datetime:
+    if isinstance(moment, str):  # SQLite's text of a UTC time, "2026-11-29 08:10:23.031709"
+        return datetime.fromisoformat(moment + "+00:00")
+    return as_utc(moment)
+
+
+@functools.cache
+def _by_key(dialect: str, key: str) -> sa.TextClause:
+    return _prepared(_SELECT.where(_c[key] == sa.bindparam("key", type_=_c[key].type)), dialect)
+
+
+async def read_product_by_id(db: Database, product_id: uuid.UUID) -> Product | None:
+    """The product with this id, in one statement."""
+    row = await db.fetch_one(_by_key(_dialect(db), "id").bindparams(key=product_id))
+    return to_product(row) if row is not None else None
+
+
+async def read_product_by_sku(db: Database, sku: str) -> Product | None:
+    """The product with this (normalized) SKU, in one statement."""
+    row = await db.fetch_one(_by_key(_dialect(db), "sku").bindparams(key=sku))
+    return to_product(row) if row is not None else None
+
+
+def select_product(product_id: uuid.UUID) -> sa.Select[Any]:
+    """The product with this id, for a session (``with_for_update`` in a change); its row is for to_product."""
+    return _SELECT.where(_c.id == product_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageQuery:
+    """What a page of the listing asks for (checked by the API)."""
+
+    limit: int
+    after_sku: str | None = None
+    words: tuple[str, ...] | None = None  # None: no text filter; (): a query without words (matches nothing)
+    active: bool | None = None
+    currency: str | None = None
+    min_price: int | None = None
+    max_price: int | None = None
+
+    @property
+    def has_price(self) -> bool:
+        return self.min_price is not None or self.max_price is not None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the statement of a page depends on (its parameters carry the rest)."""
+
+    dialect: str
+    after: bool
+    active: bool
+    currency: bool
+    min_price: bool
+    max_price: bool
+    word_count: int
+    drive: str | None
+    fts5_exact: bool  # no query word is cut for FTS5: its matches are the answer, without a recheck
+
+
+async def read_page(db: Database, page: PageQuery) -> list[Product]:
+    """Up to ``page.limit + 1`` products in SKU order after ``page.after_sku`` (the one beyond the
+    limit says there is a next page)."""
+    if page.words == ():
+        return []
+    dialect = _dialect(db)
+    if dialect == "sqlite" and (page.words or page.has_price):
+        rows = await _sqlite_planned_rows(db, page)
+    elif dialect == "postgresql" and page.words:
+        rows = await db.fetch_all(page_statement(dialect, page, drive="sku"))
+        if len(rows) <= page.limit:  # the walk did not fill the page: the matches are few, or further on
+            rows = await db.fetch_all(page_statement(dialect, page, drive="text"))
+    else:
+        rows = await db.fetch_all(page_statement(dialect, page))
+    return [to_product(row) for row in rows]
+
+
+def page_statement(dialect: str, page: PageQuery, *, drive: str | None = None) -> sa.TextClause:
+    """The statement of one page, with its parameters bound. ``drive`` names the index that must
+    serve it: "text", "price" (SQLite only), or "sku" for a walk of at most WALK_LIMIT products in SKU
+    order; None leaves the choice to the database's planner."""
+    shape = _Shape(
+        dialect=dialect,
+        after=page.after_sku is not None,
+        active=page.active is not None,
+        currency=page.currency is not None,
+        min_price=page.min_price is not None,
+        max_price=page.max_price is not None,
+        word_count=len(page.words or ()),
+        drive=None if dialect == "postgresql" and drive == "price" else drive,
+        fts5_exact=all(len(word) <= search.FTS5_PREFIX_LENGTH for word in page.words or ()),
+    )
+    values: dict[str, Any] = {"limit": page.limit + 1}
+    for name in ("after_sku", "active", "currency", "min_price", "max_price"):
+        if getattr(page, name) is not None:
+            values[name] = getattr(page, name)
+    if page.words:
+        if not (dialect == "sqlite" and shape.drive == "text" and shape.fts5_exact):
+            values.update(search.match_parameters(page.words, dialect))
+        if shape.drive == "text" and dialect == "sqlite":
+            values["fts"] = search.fts5_query(page.words)
+    if shape.drive == "sku":
+        values["walk_limit"] = WALK_LIMIT
+        if dialect == "sqlite":
+            values["walk_from"] = page.after_sku or ""
+    return _page_sql(shape).bindparams(**values)
+
+
+@functools.cache
+def _page_sql(shape: _Shape) -> sa.TextClause:
+    if shape.dialect == "postgresql":
+        return _prepared(_postgresql_page(shape), "postgresql")
+    return _prepared(_sqlite_page(shape), "sqlite")
+
+
+def _param(name: str, column: Any) -> Any:
+    return sa.bindparam(name, type_=column.type)
+
+
+def _postgresql_page(shape: _Shape) -> sa.Select[Any]:
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    equal = [_c.sku > _param("after_sku", _c.sku)] if shape.after else []
+    if shape.active:
+        equal.append(_c.active == _param("active", _c.active))
+    if shape.currency:
+        equal.append(_c.currency == _param("currency", _c.currency))
+
+    def rest(columns: Any, vector: Any) -> list[Any]:
+        conditions = []
+        if shape.min_price:
+            conditions.append(columns.price_amount >= _param("min_price", _c.price_amount))
+        if shape.max_price:
+            conditions.append(columns.price_amount <= _param("max_price", _c.price_amount))
+        if shape.word_count:
+            conditions.append(search.matches(shape.word_count, "postgresql", document=None, vector=vector))
+        return conditions
+
+    if shape.drive == "sku":
+        # At most WALK_LIMIT products (of the equality filters' index range) in SKU order; the
+        # executor pulls them one by one, so a page that fills early stops early.
+        walked = (
+            sa.select(*_COLUMNS, _VECTOR.label(search.TSVECTOR_COLUMN))
+            .where(*equal)
+            .order_by(_c.sku)
+            .limit(sa.bindparam("walk_limit", type_=sa.Integer))
+            .subquery("walked")
+        )
+        columns = [walked.c[column.name] for column in _COLUMNS]
+        vector = walked.c[search.TSVECTOR_COLUMN]
+        return sa.select(*columns).where(*rest(walked.c, vector)).order_by(walked.c.sku).limit(limit)
+    if shape.drive == "text":
+        # Every match through the GIN index (MATERIALIZED: the planner may not turn it into a walk).
+        matched = _SELECT.where(*equal, *rest(_c, _VECTOR)).cte("matched").prefix_with("MATERIALIZED")
+        return sa.select(*matched.c).order_by(matched.c.sku).limit(limit)
+    return _SELECT.where(*equal, *rest(_c, _VECTOR)).order_by(_c.sku).limit(limit)
+
+
+def _sqlite_page(shape: _Shape) -> sa.Select[Any]:
+    def indexed(column: Any, *, unless: bool) -> Any:
+        # SQLite uses no index for ``+column`` (its documented way to rule an index out).
+        return sa.type_coerce(sa.literal_column(f"+products.{column.name}"), column.type) if unless else column
+
+    param = _param
+    off_equality = shape.drive in ("text", "price")
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    if shape.drive == "text":
+        # The matches drive: the FTS5 table joined to products by rowid, only the SKUs sorted (rows
+        # carried through a sort of thousands cost twice as much), then the page's rows read.
+        query = sa.select(_ROWID).select_from(sa.join(_FTS5, _products, _FTS5.c.rowid == _ROWID))
+        query = query.where(_fts5_match()).order_by(_c.sku).limit(limit)
+    else:
+        query = _SELECT.order_by(_c.sku).limit(limit)
+    if shape.after:
+        query = query.where(_c.sku > param("after_sku", _c.sku))
+    if shape.active:
+        query = query.where(indexed(_c.active, unless=off_equality) == param("active", _c.active))
+    if shape.currency:
+        query = query.where(indexed(_c.currency, unless=off_equality) == param("currency", _c.currency))
+    amount = indexed(_c.price_amount, unless=shape.drive in ("text", "sku"))
+    if shape.min_price:
+        query = query.where(amount >= param("min_price", _c.price_amount))
+    if shape.max_price:
+        query = query.where(amount <= param("max_price", _c.price_amount))
+    if shape.word_count and not (shape.drive == "text" and shape.fts5_exact):
+        query = query.where(search.matches(shape.word_count, "sqlite", document=_c.search_document, vector=None))
+    if shape.drive == "text":
+        query = _SELECT.where(_ROWID.in_(query)).order_by(_c.sku)
+    elif shape.drive == "price":
+        query = query.with_hint(_products, f"INDEXED BY {_PRICE_INDEX}", "sqlite")
+    elif shape.drive == "sku":  # at most WALK_LIMIT products from the cursor on
+        walk_end = (
+            sa.select(_c.sku)
+            .where(_c.sku > param("walk_from", _c.sku))
+            .order_by(_c.sku)
+            .limit(1)
+            .offset(sa.bindparam("walk_limit", type_=sa.Integer))
+            .scalar_subquery()
+        )
+        query = query.where(_c.sku <= sa.func.coalesce(walk_end, _AFTER_EVERY_SKU))
+    return query
+
+
+async def _sqlite_planned_rows(db: Database, page: PageQuery) -> Sequence[Any]:
+    counts = await db.fetch_one(sqlite_probe(page))
+    assert counts is not None  # a SELECT of scalars has one row
+    text_count, price_count = tuple(counts)
+    if page.words and text_count == 0:
+        return []  # nothing matches the words: the probe's index lookup is the whole answer
+    fewest, source = min(
+        (count, source) for count, source in ((text_count, "text"), (price_count, "price")) if count is not None
+    )
+    if fewest < PROBE_LIMIT:
+        return await db.fetch_all(page_statement("sqlite", page, drive=source))
+    rows = await db.fetch_all(page_statement("sqlite", page, drive="sku"))
+    if len(rows) > page.limit:
+        return rows
+    # The walk did not fill the page: the matches lie further on (or there are no more).
+    return await db.fetch_all(page_statement("sqlite", page, drive=source))
+
+
+def sqlite_probe(page: PageQuery) -> sa.TextClause:
+    """The matches of the text and of the price range, each counted through its index up to
+    PROBE_LIMIT: a row of two counts, None for a filter the page does not have."""
+    values: dict[str, Any] = {"probe_limit": PROBE_LIMIT}
+    if page.words:
+        values["fts"] = search.fts5_query(page.words)
+    if page.has_price:
+        values["min_price"] = page.min_price or 0
+        if page.max_price is not None:
+            values["max_price"] = page.max_price
+    return _probe_sql(bool(page.words), page.has_price, page.max_price is not None).bindparams(**values)
+
+
+@functools.cache
+def _probe_sql(text: bool, price: bool, max_price: bool) -> sa.TextClause:
+    def capped_count(query: sa.Select[Any]) -> Any:
+        limited = query.limit(sa.bindparam("probe_limit", type_=sa.Integer)).subquery()
+        return sa.select(sa.func.count()).select_from(limited).scalar_subquery()
+
+    text_count = capped_count(sa.select(_FTS5.c.rowid).where(_fts5_match())) if text else sa.null()
+    price_count: Any = sa.null()
+    if price:
+        amount = _c.price_amount
+        in_range = [amount >= sa.bindparam("min_price", type_=amount.type)]
+        if max_price:
+            in_range.append(amount <= sa.bindparam("max_price", type_=amount.type))
+        price_count = capped_count(sa.select(amount).where(*in_range))
+    return _prepared(sa.select(text_count, price_count), "sqlite")
+
+
+def _fts5_match() -> Any:
+    return sa.literal_column(search.FTS5_TABLE).op("MATCH")(sa.bindparam("fts", type_=sa.Text))

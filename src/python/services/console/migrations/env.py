@@ -1,0 +1,5 @@
+from console.models import Base
+
+from flotilla_kit.migrations import run_env
+
+run_env(Base.metadata)

@@ -1,0 +1,32 @@
+"""Console settings: the shared ones, plus the console's own (the store's bounds, the ingestion limits, write mode)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from flotilla_kit.settings import ServiceSettings
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ConsoleSettings(ServiceSettings, kw_only=True, frozen=True):
+    # The largest request body (an OTLP export, before inflating): the SDK's batches stay well below it.
+    max_request_body_bytes: Positive = 8 * 1_048_576
+    # The trace store keeps at most this many spans; past it, the oldest traces go first (whole).
+    console_max_spans: Positive = 200_000
+    # One OTLP export may hold at most this many spans (the SDK's batches hold 512 by default).
+    console_max_spans_per_request: Positive = 5_000
+    # A gzip body may inflate to at most this many bytes: a small bomb must not fill the memory.
+    console_max_inflated_bytes: Positive = 16 * 1_048_576
+    # Actions (replaying a dead letter) are refused with 403 unless this is true.
+    console_write: bool = False
+    # How long one probe of an instance (/readyz, /info, /metrics) may take before it counts as failed.
+    console_probe_timeout_seconds: Seconds = 2.0
+    # Fields whose values are never shown nor stored (comma-separated, any case; a dotted attribute
+    # name matches by its last part): span attributes, dead letters' payloads.
+    console_masked_fields: str = "password,secret,token,authorization,cookie,card_number,cvv,iban"
+    # Streams and instances are found in this Redis namespace (flotilla_discovery's).
+    console_discovery_namespace: str = "flotilla"

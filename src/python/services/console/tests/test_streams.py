@@ -1,0 +1,159 @@
+"""The streams view and the replay action against a real Redis: real groups, a real consumer, real dead letters."""
+
+import asyncio
+import uuid
+
+import pytest
+from console.app import create_app
+from console.tests.conftest import ADMIN, console_settings
+from litestar.testing import AsyncTestClient
+
+from flotilla_contracts.catalog import Money
+from flotilla_contracts.events import OrderLine, OrderPlaced
+from flotilla_kit.testing.waiting import eventually
+from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers, StreamConsumer
+from flotilla_streams.dlq import DeadLetter, dead_letter, list_entries
+from flotilla_streams.publisher import Publisher
+
+STREAM = "orders.events"
+
+
+def order(n: int) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=uuid.UUID(int=n),
+        customer_id=f"c-{n}",
+        lines=[OrderLine(product_id=uuid.UUID(int=1), sku="TEA-1", quantity=1, unit_price=Money(450, "EUR"))],
+        total=Money(450, "EUR"),
+    )
+
+
+@pytest.fixture
+async def console(tmp_path, redis_server, redis):
+    """The console in write mode, on the test's emptied Redis."""
+    async with AsyncTestClient(create_app(console_settings(tmp_path, redis_server, console_write=True))) as client:
+        yield client
+
+
+async def test_the_streams_view_shows_each_groups_lag_pending_consumers_and_dead_letters(console, redis):
+    publisher = Publisher(redis, source="orders")
+    for n in range(3):
+        await publisher.publish(STREAM, order(n))
+    await redis.xgroup_create(STREAM, "payments", id="0")
+    await redis.xgroup_create(STREAM, "inventory", id="0")
+    read = await redis.xreadgroup("payments", "payments-1", {STREAM: ">"}, count=2)  # two pending, one not delivered
+    first_id, first_fields = read[0][1][0]
+    await dead_letter(
+        redis, STREAM, "payments", "payments-1", [DeadLetter(first_id, first_fields, "ValueError: card declined", 5)]
+    )
+
+    response = await console.get("/api/streams")
+    assert response.status_code == 200, response.text
+    [view] = response.json()["items"]  # the .dlq stream is shown as the stream's dead letters, not as a stream
+    assert (view["stream"], view["length"], view["dead_letters"]) == (STREAM, 3, 1)
+    groups = {g["group"]: g for g in view["groups"]}
+    assert (groups["inventory"]["lag"], groups["inventory"]["pending"], groups["inventory"]["consumers"]) == (3, 0, [])
+    payments = groups["payments"]
+    assert (payments["lag"], payments["pending"]) == (1, 1)  # the dead-lettered entry was acked
+    assert [c["name"] for c in payments["consumers"]] == ["payments-1"] and payments["consumers"][0]["pending"] == 1
+    assert payments["oldest_pending_idle_ms"] >= 0
+
+    [letter] = (await console.get(f"/api/streams/{STREAM}/dead-letters")).json()["items"]
+    detail = (await console.get(f"/api/streams/{STREAM}/dead-letters/{letter['id']}")).json()
+    assert (detail["reason"], detail["deliveries"], detail["group"]) == ("ValueError: card declined", 5, "payments")
+    assert detail["event_type"] == "orders.OrderPlaced" and detail["payload"]["payload"]["customer_id"] == "c-0"
+    assert (await console.get(f"/api/streams/{STREAM}/dead-letters/1-1")).status_code == 404
+    assert (await console.get(f"/api/streams/{STREAM}/dead-letters/not-an-id")).status_code == 400
+
+
+async def test_payload_fields_named_as_secrets_are_masked_in_a_dead_letter(console, redis):
+    envelope = (
+        b'{"id": "e-1", "type": "payments.Charge", "payload": {"card_number": "4111", "Token": "t", "amount": 5}}'
+    )
+    entry_id = await redis.xadd(STREAM, {b"envelope": envelope})
+    await redis.xgroup_create(STREAM, "payments", id="0")
+    await dead_letter(redis, STREAM, "payments", "p-1", [DeadLetter(entry_id, {b"envelope": envelope}, "boom", 1)])
+    [letter] = (await console.get(f"/api/streams/{STREAM}/dead-letters")).json()["items"]
+    assert letter["payload"]["payload"] == {"card_number": "***", "Token": "***", "amount": 5}
+
+
+async def test_a_dead_letter_replayed_is_handled_once_and_a_second_replay_finds_nothing(console, redis):
+    handled: list[str] = []
+    broken = {"on": True}
+    handlers: Handlers[OrderPlaced] = Handlers()
+
+    @handlers.on(OrderPlaced)
+    async def charge(event: OrderPlaced, ctx: HandlerContext) -> None:
+        if broken["on"]:
+            raise ValueError("the provider is down")
+        handled.append(ctx.envelope.id)
+
+    options = ConsumerOptions(block_ms=50, retry_backoff_ms=10, max_retry_backoff_ms=20, max_deliveries=2)
+    consumer = StreamConsumer(
+        redis, group="payments", consumer="payments-1", streams=[STREAM], handlers=handlers, options=options
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await Publisher(redis, source="orders").publish(STREAM, order(7))
+
+        async def dead_lettered() -> bool:
+            return len(await list_entries(redis, STREAM)) == 1
+
+        await eventually(dead_lettered, what="the failing event dead-lettered")
+        [letter] = await list_entries(redis, STREAM)
+        broken["on"] = False
+        path = f"/api/streams/{STREAM}/dead-letters/{letter.id}/replay"
+
+        response = await console.post(path, json={"confirm": letter.id}, headers=ADMIN)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"stream": STREAM, "replayed": letter.id}
+
+        async def handled_once() -> bool:
+            return len(handled) == 1
+
+        await eventually(handled_once, what="the replayed event handled")
+        length = await redis.xlen(STREAM)
+        again = await console.post(path, json={"confirm": letter.id}, headers=ADMIN)
+        assert again.status_code == 404 and "already replayed" in again.json()["detail"]
+        assert await redis.xlen(STREAM) == length  # the refused replay added nothing to the stream
+        assert await list_entries(redis, STREAM) == []
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 10)
+    assert len(handled) == 1
+    audit = (await console.get("/api/audit")).json()["items"]
+    assert [(a["caller"], a["outcome"]) for a in audit][:2] == [
+        ("admin-1", f"refused: no dead letter {letter.id} on {STREAM} (already replayed?)"),
+        ("admin-1", "replayed"),
+    ]
+
+
+async def _one_dead_letter(redis) -> str:
+    entry_id = await redis.xadd(STREAM, {b"envelope": b"{}"})
+    await redis.xgroup_create(STREAM, "payments", id="0")
+    await dead_letter(redis, STREAM, "payments", "p-1", [DeadLetter(entry_id, {b"envelope": b"{}"}, "undecodable", 1)])
+    return (await list_entries(redis, STREAM))[0].id
+
+
+async def test_a_replay_needs_an_admin_and_the_confirmation(console, redis):
+    dlq_id = await _one_dead_letter(redis)
+    path = f"/api/streams/{STREAM}/dead-letters/{dlq_id}/replay"
+    assert (await console.post(path, json={"confirm": dlq_id})).status_code == 401
+    customer = {"x-caller-id": "c-1", "x-caller-roles": "customer"}
+    assert (await console.post(path, json={"confirm": dlq_id}, headers=customer)).status_code == 403
+    wrong = await console.post(path, json={"confirm": "yes"}, headers=ADMIN)
+    assert wrong.status_code == 400 and dlq_id in wrong.json()["detail"]
+    assert (await console.post(path, json={}, headers=ADMIN)).status_code == 400
+    assert [entry.id for entry in await list_entries(redis, STREAM)] == [dlq_id]
+
+
+async def test_a_read_only_console_says_so_and_refuses_a_replay_with_403(tmp_path, redis_server, redis):
+    dlq_id = await _one_dead_letter(redis)
+    async with AsyncTestClient(create_app(console_settings(tmp_path, redis_server))) as console:
+        assert (await console.get("/api/config")).json()["write"] is False
+        response = await console.post(
+            f"/api/streams/{STREAM}/dead-letters/{dlq_id}/replay", json={"confirm": dlq_id}, headers=ADMIN
+        )
+        assert response.status_code == 403 and "read-only" in response.json()["detail"]
+        audit = (await console.get("/api/audit")).json()["items"]
+    assert [entry.id for entry in await list_entries(redis, STREAM)] == [dlq_id]
+    assert audit[0]["outcome"].startswith("refused: the console is read-only")
