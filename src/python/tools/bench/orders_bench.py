@@ -195,9 +195,11 @@ def running_stack(config: Config, directory: Path, timeout: float = 300.0) -> It
     # With --postgres as root, the server runs as `postgres`: let it reach its cluster under the
     # data dir (a mkdtemp is mode 700), so the cluster goes when the directory does.
     directory.chmod(0o755)  # up's progress, summary and the services' logs it streams
+    # Without the console, so without tracing: the shop's own cost (the tracing cost has its own benches).
     command = _stack_command(
-        "up", "--from-source", "--data-dir", str(data_dir), "--port", str(free_port()), *config.up_arguments()
-    )
+        "up", "--from-source", "--no-console", "--data-dir", str(data_dir), "--port", str(free_port()),
+        *config.up_arguments(),
+    )  # fmt: skip
     with open(output, "wb") as log:
         up = subprocess.Popen(
             command,

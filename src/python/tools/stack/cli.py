@@ -63,6 +63,7 @@ from flotilla_streams.stats import group_stats
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 GATEWAY = "gateway"
+CONSOLE = "console"
 REDIS = "redis"
 POSTGRES = "postgres"
 
@@ -107,6 +108,17 @@ def parse_replicas(text: str) -> dict[str, int]:
             raise StackError(f"--replicas: {part!r}: the count must be a whole number from 1 to 16", EXIT_USAGE)
         counts[name] = int(count)
     return counts
+
+
+def _ratio(text: str) -> float:
+    """``--trace-ratio``: a number from 0 to 1 (argparse names the option and the value on error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
 
 
 # --- processes
@@ -313,9 +325,13 @@ class UpOptions:
     ready_timeout: float
     postgres: bool = False
     build: bool = True
+    console: bool = True
+    console_port: int = 8006
+    trace_ratio: float = 1.0
 
 
-SERVICE_TARGETS = tuple(f"src/python/services/{name}:{name}" for name in (*SERVICES, GATEWAY))  # their pex_binary
+PROCESSES = (*SERVICES, GATEWAY, CONSOLE)  # every service `up` runs from its PEX
+SERVICE_TARGETS = tuple(f"src/python/services/{name}:{name}" for name in PROCESSES)  # their pex_binary
 
 
 def _build_root() -> Path | None:
@@ -375,6 +391,7 @@ class Supervisor:
         self.postgres_account: pwd.struct_passwd | None = None
         self.services: list[Launched] = []
         self.gateway: Launched | None = None
+        self.console: Launched | None = None
 
     # commands and settings
 
@@ -403,7 +420,7 @@ class Supervisor:
     def check_pexes(self) -> None:
         if self.options.from_source:
             return
-        missing = [str(self._pex(s)) for s in (*SERVICES, GATEWAY) if not self._pex(s).exists()]
+        missing = [str(self._pex(s)) for s in PROCESSES if not self._pex(s).exists()]
         if missing:
             raise StackError(
                 "missing PEX: " + ", ".join(missing) + "\nbuild them with `./pants package ::`"
@@ -430,6 +447,10 @@ class Supervisor:
         }
         if self.options.from_source:
             env["PYTHONPATH"] = os.pathsep.join(sys.path)
+        if self.console is not None:  # every service and the gateway send their traces to the console
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.console.url
+            env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+            env["OTEL_TRACES_SAMPLER_ARG"] = str(self.options.trace_ratio)
         return env
 
     def token_command(self) -> str:
@@ -442,7 +463,8 @@ class Supervisor:
 
     def _save(self) -> None:
         backing = [x for x in (self.redis, self.postgres) if x]
-        records = [x.record for x in backing + self.services + ([self.gateway] if self.gateway else [])]
+        front = [x for x in (self.console, *self.services, self.gateway) if x]
+        records = [x.record for x in backing + front]
         self.state.instances = records
         write_state(self.data_dir, self.state)
 
@@ -550,6 +572,26 @@ class Supervisor:
             self._save()
             self._wait(batch, "services")
 
+    def start_console(self) -> None:
+        """The console, before the services: they export their traces to it from their first request.
+
+        On its own SQLite file (also with --postgres: its trace store is a bounded buffer, not data).
+        """
+        if not self.options.console:
+            return
+        port = self.options.console_port
+        env = {**self._env(f"{CONSOLE}-1"), "DATABASE_URL": f"sqlite:///{self.data_dir / CONSOLE}.db"}
+        self.console = _launch(
+            self._command(CONSOLE, port),
+            service=CONSOLE,
+            instance=f"{CONSOLE}-1",
+            port=port,
+            env=env,
+            data_dir=self.data_dir,
+        )
+        self._save()
+        self._wait([self.console], "console")
+
     def start_gateway(self) -> None:
         public_key = self._keys()
         port = self.options.port
@@ -599,13 +641,15 @@ class Supervisor:
         return StackError(f"{one.record.instance} {what}; its last log lines ({one.record.log}):\n{tail}")
 
     def stop(self) -> None:
-        """Gateway first, then the services, Redis and PostgreSQL last."""
+        """Gateway first, then the services, the console (the services' last spans go to it), Redis and PostgreSQL last."""
         if self.state.instances:
             self.state.phase = "stopping"
             write_state(self.data_dir, self.state)
         if self.gateway:
             _stop_launched([self.gateway])
         _stop_launched(self.services)
+        if self.console:
+            _stop_launched([self.console])
         _stop_launched([x for x in (self.redis, self.postgres) if x])
         remove_state(self.data_dir)
 
@@ -634,29 +678,41 @@ def up(options: UpOptions) -> int:
             check_port_free("127.0.0.1", options.port)
         except PortUnavailable as exc:
             raise StackError(f"gateway: {exc}; choose another with --port") from None
+        if options.console:
+            try:
+                check_port_free("127.0.0.1", options.console_port)
+            except PortUnavailable as exc:
+                raise StackError(f"console: {exc}; choose another with --console-port, or --no-console") from None
         supervisor.check_postgres()
         supervisor.build()
         supervisor.check_pexes()
         supervisor.start_redis()
         supervisor.start_postgres()
         supervisor.wait_backing()
+        supervisor.start_console()
         supervisor.start_services()
         supervisor.start_gateway()
         assert supervisor.gateway is not None
         supervisor.state.phase = "running"
         supervisor.state.gateway_url = supervisor.gateway.url
+        supervisor.state.console_url = supervisor.console.url if supervisor.console else ""
         supervisor.state.token_command = supervisor.token_command()
         supervisor._save()
         _print_summary(supervisor.state)
         follower = LogFollower(
             [(x.record.instance, Path(x.record.log)) for x in supervisor.services + [supervisor.gateway]]
+            + (
+                [(supervisor.console.record.instance, Path(supervisor.console.record.log))]
+                if supervisor.console
+                else []
+            )
         )
         follower.start()
         while True:
             time.sleep(3600)
     except Stopped:
         backing = "redis and postgres" if options.postgres else "redis"
-        print(f"\nstopping: gateway, services, {backing} ...", file=sys.stderr, flush=True)
+        print(f"\nstopping: gateway, services, console, {backing} ...", file=sys.stderr, flush=True)
         return 0
     except StackError:
         print("\nstopping everything that was started", file=sys.stderr, flush=True)
@@ -672,7 +728,10 @@ def up(options: UpOptions) -> int:
 
 
 def _print_summary(state: StackState) -> None:
-    print(f"\nthe platform is up: {state.gateway_url}\n")
+    print(f"\nthe platform is up: {state.gateway_url}")
+    if state.console_url:
+        print(f"the console (services, streams, traces): {state.console_url}")
+    print()
     print(format_table(status_rows(state)))
     print(f"\na token for the gateway:\n  {state.token_command}")
     print(f'  curl -H "authorization: Bearer $TOKEN" {state.gateway_url}/api/orders\n', flush=True)
@@ -716,7 +775,7 @@ def down(data_dir: Path, timeout: float = 120.0) -> int:
         if alive(state.supervisor_pid):
             raise StackError(f"the stack (pid {state.supervisor_pid}) did not stop within {timeout:g}s")
     # What is still listed (the supervisor was killed before it could stop them): same order.
-    order = {GATEWAY: 0, REDIS: 2, POSTGRES: 2}
+    order = {GATEWAY: 0, CONSOLE: 2, REDIS: 3, POSTGRES: 3}
 
     def stop(record: Instance) -> None:
         if record.service == POSTGRES:
@@ -724,7 +783,7 @@ def down(data_dir: Path, timeout: float = 120.0) -> int:
         else:
             _stop_pid(record.pid)
 
-    for rank in range(3):
+    for rank in range(4):
         batch = [x for x in state.instances if order.get(x.service, 1) == rank and alive(x.pid)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(batch))) as pool:
             list(pool.map(stop, batch))
@@ -754,7 +813,13 @@ def status(data_dir: Path) -> int:
 
 def _log_files(data_dir: Path) -> dict[str, Path]:
     """Instance -> its log file, in start order (Redis, PostgreSQL, the services, the gateway); a stopped stack's too."""
-    rank = {REDIS: 0, POSTGRES: 0, **{service: 1 + i for i, service in enumerate(SERVICES)}, GATEWAY: len(SERVICES) + 1}
+    rank = {
+        REDIS: 0,
+        POSTGRES: 0,
+        CONSOLE: 1,
+        **{service: 2 + i for i, service in enumerate(SERVICES)},
+        GATEWAY: len(SERVICES) + 2,
+    }
 
     def key(path: Path) -> tuple[int, str]:
         return rank.get(path.stem.rsplit("-", 1)[0], len(rank)), path.stem
@@ -844,6 +909,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     up_parser.add_argument("--replicas", default="", help="instances per service, e.g. orders=2,inventory=2")
     up_parser.add_argument("--port", type=int, default=8000, help="the gateway's port (default 8000)")
+    up_parser.add_argument("--console-port", type=int, default=8006, help="the console's port (default 8006)")
+    up_parser.add_argument(
+        "--no-console", action="store_true", help="run without the console (and without tracing: nothing to send to)"
+    )
+    up_parser.add_argument(
+        "--trace-ratio",
+        type=_ratio,
+        default=1.0,
+        help="the share of requests traced, from 0 to 1 (default 1: every request, to see it in the console)",
+    )
     up_parser.add_argument(
         "--dist-dir", type=Path, default=Path("dist"), help="where `./pants package ::` put the PEX files"
     )
@@ -878,6 +953,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ready_timeout=args.ready_timeout,
                 postgres=args.postgres,
                 build=not args.no_build,
+                console=not args.no_console,
+                console_port=args.console_port,
+                trace_ratio=args.trace_ratio,
             )
             return up(options)
         if args.command == "down":

@@ -41,6 +41,7 @@ class StackState(msgspec.Struct, kw_only=True):
     supervisor_pid: int
     phase: str  # starting | running | stopping
     gateway_url: str = ""
+    console_url: str = ""
     token_command: str = ""
     instances: list[Instance] = msgspec.field(default_factory=list)
     postgres: PostgresInfo | None = None  # with --postgres

@@ -88,7 +88,9 @@ def _environ(pid: int) -> dict[str, str]:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, subprocess.Popen[str]]]:
     data_dir = tmp_path_factory.mktemp("stack")
     port = free_port()
-    up = _start_up(data_dir, "--from-source", "--replicas", "orders=2", "--port", str(port))
+    up = _start_up(
+        data_dir, "--from-source", "--replicas", "orders=2", "--port", str(port), "--console-port", str(free_port())
+    )
     try:
         yield data_dir, port, up
     finally:
@@ -102,7 +104,8 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     state = read_state(data_dir)
     assert state is not None
     assert sorted(i.instance for i in state.instances) == sorted(
-        ["redis", "catalog-1", "inventory-1", "orders-1", "orders-2", "payments-1", "notifications-1", "gateway-1"]
+        ["redis", "console-1", "catalog-1", "inventory-1", "orders-1", "orders-2", "payments-1", "notifications-1"]
+        + ["gateway-1"]
     )
 
     assert httpx.get(f"http://127.0.0.1:{port}/api/catalog/products", timeout=10).status_code == 200
@@ -113,9 +116,18 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
         line.split()
         for line in status.stdout.splitlines()
         if line.split()[:1]
-        in (["redis"], ["catalog"], ["inventory"], ["orders"], ["payments"], ["notifications"], ["gateway"])
+        in (
+            ["redis"],
+            ["console"],
+            ["catalog"],
+            ["inventory"],
+            ["orders"],
+            ["payments"],
+            ["notifications"],
+            ["gateway"],
+        )
     ]
-    assert len(rows) == 8
+    assert len(rows) == 9
     assert all(row[4] == "yes" for row in rows), status.stdout
     streams = {tuple(line.split()[:2]): line.split()[2:] for line in status.stdout.splitlines() if ".events" in line}
     assert ("orders.events", "payments") in streams and ("catalog.events", "inventory") in streams, status.stdout
@@ -135,6 +147,16 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     assert "over the stock" in table[1] and "cancelled" in table[1] and "insufficient stock" in table[1]
     assert "card declined" in table[2] and "cancelled" in table[2] and "declined" in table[2], demo.stdout
     assert "UNEXPECTED" not in demo.stdout and "every order reached its expected final state" in demo.stdout
+
+    # The console `up` printed has the demo's traces: every service sends its spans to it.
+    assert state.console_url and f"the console (services, streams, traces): {state.console_url}" in output
+    eventually_sync(
+        lambda: bool(
+            httpx.get(f"{state.console_url}/api/traces", params={"service": "orders"}, timeout=10).json()["items"]
+        ),
+        timeout=30,
+        what="the orders service's traces in the console",
+    )
 
     catalog_logs = _stack("logs", "catalog-1", data_dir=data_dir)
     assert catalog_logs.returncode == 0, catalog_logs.stderr
@@ -178,7 +200,7 @@ def test_up_in_the_build_root_packages_the_services_with_pants_and_stops_when_th
     arguments = calls.read_text().split()
     assert arguments[:3] == ["--concurrent", f"--pants-distdir={dist}", "package"]
     assert sorted(arguments[3:]) == sorted(
-        f"src/python/services/{name}:{name}" for name in (*SERVICES, "gateway")
+        f"src/python/services/{name}:{name}" for name in (*SERVICES, "gateway", "console")
     )  # each service's pex_binary
     assert read_state(tmp_path / "data") is None  # nothing was started
 
@@ -256,7 +278,7 @@ def test_postgres_stack_serves_the_demo_and_a_killed_up_leaves_no_process_and_it
     # reach it, linked from the data dir, and the next `up` must find it there again.
     data_dir = tmp_path / "stack"
     port = free_port()
-    up = _start_up(data_dir, "--postgres", "--from-source", "--port", str(port))
+    up = _start_up(data_dir, "--postgres", "--from-source", "--no-console", "--port", str(port))
     processes: set[int] = set()
     try:
         state = read_state(data_dir)
@@ -297,7 +319,7 @@ def test_postgres_stack_serves_the_demo_and_a_killed_up_leaves_no_process_and_it
         assert read_state(data_dir) is None  # the killed `up`'s state file is cleaned up
 
         # A new `up` on the same data dir: same cluster, the first run's data still there.
-        up = _start_up(data_dir, "--postgres", "--from-source", "--port", str(port))
+        up = _start_up(data_dir, "--postgres", "--from-source", "--no-console", "--port", str(port))
         state = read_state(data_dir)
         assert state is not None and state.postgres is not None and Path(state.postgres.directory) == cluster
         again = httpx.get(f"http://127.0.0.1:{port}/api/catalog/products", timeout=10).json()["items"]
