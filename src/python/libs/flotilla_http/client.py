@@ -64,11 +64,9 @@ from opentelemetry.trace import (
     NoOpTracerProvider,
     ProxyTracerProvider,
     Span,
-    SpanContext,
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
     Tracer,
 )
 
@@ -76,7 +74,7 @@ from flotilla_discovery.balancer import Balancer, NoInstances
 from flotilla_discovery.instance import Instance
 from flotilla_http.breaker import BreakerState, CircuitBreaker, Permit
 from flotilla_http.budget import RetryBudget
-from flotilla_http.context import TraceContext, request_id_var, trace_var
+from flotilla_http.context import request_id_var, span_context_of, trace_context_of, trace_var
 from flotilla_http.deadline import DEADLINE_HEADER, effective_deadline, header_value
 from flotilla_http.errors import (
     CircuitOpen,
@@ -654,10 +652,11 @@ class HttpClient:
             if trace is not None:
                 if not int(trace.flags, 16) & 1:
                     return None
-                parent = otel_trace.set_span_in_context(NonRecordingSpan(_span_context(trace)), otel_context.Context())
+                parent = otel_trace.set_span_in_context(
+                    NonRecordingSpan(span_context_of(trace)), otel_context.Context()
+                )
         span = tracer.start_span(call.method, context=parent, kind=SpanKind.CLIENT)
-        context = span.get_span_context()
-        call.traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        call.traceparent = trace_context_of(span.get_span_context()).traceparent
         if span.is_recording():
             origin = self._origin(instance)
             span.set_attributes(
@@ -856,12 +855,6 @@ def _installed_tracer() -> Tracer | None:
     if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
         return None
     return provider.get_tracer("flotilla_http")
-
-
-def _span_context(trace: TraceContext) -> SpanContext:
-    return SpanContext(
-        int(trace.trace_id, 16), int(trace.span_id, 16), is_remote=True, trace_flags=TraceFlags(int(trace.flags, 16))
-    )
 
 
 async def _traced(span: Span, sending: Awaitable[A]) -> A:

@@ -13,6 +13,8 @@ import time
 from contextvars import ContextVar
 from typing import NamedTuple
 
+from opentelemetry.trace import SpanContext, TraceFlags
+
 DEADLINE_HEADER = "x-deadline-ms"
 
 request_id_var: ContextVar[str | None] = ContextVar("flotilla_request_id", default=None)
@@ -106,3 +108,19 @@ def parse_deadline_header(value: str | bytes | None) -> float | None:
     if milliseconds > _MAX_HEADER_MS:
         return None
     return time.monotonic() + milliseconds / 1000
+
+
+def span_context_of(trace: TraceContext) -> SpanContext:
+    """An OpenTelemetry remote span context from a parsed ``traceparent``."""
+    return SpanContext(
+        int(trace.trace_id, 16), int(trace.span_id, 16), is_remote=True, trace_flags=TraceFlags(int(trace.flags, 16))
+    )
+
+
+def trace_context_of(span_context: SpanContext) -> TraceContext:
+    """The ``trace_var`` value (and ``traceparent``) of an OpenTelemetry span."""
+    return TraceContext(
+        format(span_context.trace_id, "032x"),
+        format(span_context.span_id, "016x"),
+        format(span_context.trace_flags, "02x"),
+    )

@@ -36,15 +36,13 @@ from opentelemetry.trace import (
     NoOpTracerProvider,
     ProxyTracerProvider,
     Span,
-    SpanContext,
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
     Tracer,
 )
 
-from flotilla_http.context import TraceContext, parse_traceparent, trace_var
+from flotilla_http.context import TraceContext, parse_traceparent, span_context_of, trace_context_of, trace_var
 from flotilla_http.metrics import method_label
 
 if TYPE_CHECKING:
@@ -171,22 +169,6 @@ def _unsampled(parent: TraceContext | None) -> bool:
     # No span is made under an unsampled parent: the samplers keep a trace's decision (parent-based
     # ones by the flag, ratio ones by the same trace id), so such a span would only cost time.
     return parent is not None and not int(parent.flags[-1], 16) & 1
-
-
-def span_context_of(trace: TraceContext) -> SpanContext:
-    """A remote span context from a parsed ``traceparent``."""
-    return SpanContext(
-        int(trace.trace_id, 16), int(trace.span_id, 16), is_remote=True, trace_flags=TraceFlags(int(trace.flags, 16))
-    )
-
-
-def trace_context_of(span_context: SpanContext) -> TraceContext:
-    """The ``trace_var`` value (and ``traceparent``) of a span."""
-    return TraceContext(
-        format(span_context.trace_id, "032x"),
-        format(span_context.span_id, "016x"),
-        format(span_context.trace_flags, "02x"),
-    )
 
 
 def _parent_context(parent: TraceContext | None) -> otel_context.Context:
