@@ -1,8 +1,10 @@
 """Redis comes back without its data (a fresh server on the same port): the platform heals itself.
 
 Consumers recreate their groups (counted), services register again and stay ready, new orders flow;
-what was lost is reported, not hidden: orders whose events vanished end cancelled by their step
-deadline with the reason, their stock released and their captures refunded.
+what was lost is reported, not hidden: orders whose events vanished mid-saga end cancelled by their
+step deadline with the reason, their stock released and their captures refunded. An event of an
+order already final (its confirmation) lost in the wipe leaves that order's reservation uncommitted:
+the test counts those, and they may only be orders of before the wipe.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ def _registry(platform: Platform) -> dict[str, list[tuple[bytes, float]]]:
         return {key.decode(): client.zrange(key, 0, -1, withscores=True) for key in keys} | {"time": client.time()}
 
 
+def _reservation_status(admin: httpx.Client, order_id: str) -> str:
+    response = admin.get(f"/api/inventory/reservations/{order_id}")
+    if response.status_code == 404:
+        return "none"  # its OrderPlaced was lost: nothing was reserved
+    assert response.status_code == 200, response.text
+    status: str = response.json()["status"]
+    return status
+
+
 def test_redis_without_its_data_heals_and_reports_what_was_lost(platform: Platform) -> None:
     with platform.client("admin", sub="admin-1") as admin:
         product = stocked_product(admin, units=1000)
@@ -72,19 +83,23 @@ def test_redis_without_its_data_heals_and_reports_what_was_lost(platform: Platfo
         except TimeoutError:
             raise AssertionError(f"not every service routable again: {_registry(platform)}") from None
 
-        result = outcome(platform, admin, orders)
-        confirmed = result.states["confirmed"]
-        assert result.payments["captured"] == confirmed, result
-        assert result.notifications == {1: len(orders)}, result
         platform.wait_until_drained()
         assert platform.dead_letters() == 0
-        eventually_sync(
-            lambda: admin.get(f"/api/inventory/stock/{product}").json()["reserved"] == 0,
-            timeout=30,
-            what="every reservation of a cancelled order released",
-        )
+        result = outcome(platform, admin, orders)
+        assert result.effects_once(), result.events_per_order  # lost, perhaps; doubled, never
+        assert result.payments["captured"] == result.states["confirmed"], result
+        assert set(result.notifications) <= {0, 1}, result  # a final event lost in the wipe: no notification
+        # What the wipe lost, seen from inventory: a confirmation relayed before the wipe and gone with it
+        # leaves that order's reservation reserved (never committed). Only orders of before the wipe may
+        # show it; inventory's levels agree with its reservations either way.
+        reservations = {o: _reservation_status(admin, o) for o in orders}
+        assert all(reservations[o] == "committed" for o in healed), reservations
+        stuck = [o for o, status in reservations.items() if status == "reserved"]
+        assert all(finals[o]["status"] == "confirmed" and o not in healed for o in stuck), (stuck, finals)
         level = admin.get(f"/api/inventory/stock/{product}").json()
-        assert level["on_hand"] == 1000 - confirmed
+        committed = sum(status == "committed" for status in reservations.values())
+        assert (level["on_hand"], level["reserved"]) == (1000 - committed, len(stuck)), (level, reservations)
+        print(f"lost in the wipe: {len(stuck)} confirmations, cancelled by deadline: {dict(reasons)}")
 
         # Every group was found missing and recreated, and that is counted; no consumer loop died.
         for stream, group in GROUPS:
