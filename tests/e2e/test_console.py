@@ -61,11 +61,18 @@ def test_a_request_to_a_service_shows_in_the_console_as_one_trace_across_the_str
     assert created.status_code == 201, created.text
     trace_id = created.headers["traceparent"].split("-")[1]
 
-    def trace_reached_inventory() -> bool:
+    def trace_complete() -> bool:
+        # Each service exports its spans in batches of its own, in any order: wait for the whole
+        # trace (the root, inventory's part, and no span whose parent has not arrived yet).
         response = httpx.get(f"{console.base_url}/api/traces/{trace_id}", timeout=10)
-        return response.status_code == 200 and "inventory" in response.json()["trace"]["services"]
+        if response.status_code != 200 or "inventory" not in response.json()["trace"]["services"]:
+            return False
+        ids = {span["span_id"] for span in response.json()["spans"]}
+        parents = [span["parent_span_id"] for span in response.json()["spans"]]
+        has_root = any(not parent for parent in parents)
+        return has_root and all(not parent or parent in ids for parent in parents)
 
-    eventually_sync(trace_reached_inventory, timeout=60, what="the product's trace in the console, through inventory")
+    eventually_sync(trace_complete, timeout=60, what="the product's whole trace in the console, through inventory")
     trace = httpx.get(f"{console.base_url}/api/traces/{trace_id}", timeout=10).json()
     spans = {span["span_id"]: span for span in trace["spans"]}
     [root] = [span for span in spans.values() if not span["parent_span_id"]]
