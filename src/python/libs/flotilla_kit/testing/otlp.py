@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +57,7 @@ class OtlpReceiver:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.posts = 0
         self._spans: list[ReceivedSpan] = []
-        self._lock = threading.Lock()
+        self._received = threading.Condition()  # notified at every export that arrives
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -66,20 +65,17 @@ class OtlpReceiver:
 
     @property
     def spans(self) -> list[ReceivedSpan]:
-        with self._lock:
+        with self._received:
             return list(self._spans)
 
     def wait_for(self, predicate: Any, *, timeout: float = 30.0, what: str = "spans") -> list[ReceivedSpan]:
-        """Poll until ``predicate(spans)`` is true; return the spans then. Raises TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            spans = self.spans
-            if predicate(spans):
-                return spans
-            if time.monotonic() > deadline:
-                names = sorted({(s.service, s.kind, s.name) for s in spans})
-                raise TimeoutError(f"{what} not received within {timeout}s; received: {names}")
-            time.sleep(0.02)
+        """Wait until ``predicate(spans)`` is true, checked at every export; return the spans then.
+        Raises TimeoutError."""
+        with self._received:
+            if self._received.wait_for(lambda: predicate(list(self._spans)), timeout):
+                return list(self._spans)
+            names = sorted({(s.service, s.kind, s.name) for s in self._spans})
+        raise TimeoutError(f"{what} not received within {timeout}s; received: {names}")
 
     def __enter__(self) -> OtlpReceiver:
         self._thread.start()
@@ -117,9 +113,10 @@ class OtlpReceiver:
         export = ExportTraceServiceRequest()
         export.ParseFromString(body)
         received = list(_spans_of(export))
-        with self._lock:
+        with self._received:
             self.posts += 1
             self._spans.extend(received)
+            self._received.notify_all()
         return web.Response(
             body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf"
         )
