@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from console.tests.browsing import browser, screenshots  # fixtures of the browser tests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 

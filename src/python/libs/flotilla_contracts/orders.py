@@ -70,3 +70,12 @@ class OrderPage(msgspec.Struct, kw_only=True, frozen=True):
     items: list[Order]
     # Pass as `cursor` to get the next page; null on the last page.
     next_cursor: str | None = None
+
+
+class SagaCounts(msgspec.Struct, kw_only=True, frozen=True):
+    """How many orders are in each saga state, and how many wait past their step's deadline."""
+
+    by_status: dict[str, int]
+    # Waiting for a step whose deadline has passed: the sweeper cancels them at its next run,
+    # unless it is not running (then they stay stuck, and this says so).
+    stuck: int

@@ -165,6 +165,15 @@ def active_tracer(name: str) -> Tracer | None:
     return tracer
 
 
+def annotate(name: str, value: str | int) -> None:
+    """Set an attribute on the current span, if one records: say, the id of what a request created,
+    so that its trace is found by that id (the console's trace search)."""
+    if _tracers:
+        span = otel_trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(name, value)
+
+
 def _unsampled(parent: TraceContext | None) -> bool:
     # No span is made under an unsampled parent: the samplers keep a trace's decision (parent-based
     # ones by the flag, ratio ones by the same trace id), so such a span would only cost time.

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from flotilla_contracts.orders import Order, OrderCreate, OrderPage
+from flotilla_contracts.orders import Order, OrderCreate, OrderPage, OrderStatus, SagaCounts
 from flotilla_http.typed import NotFoundError, ServiceCallError, ServiceClient
 
 # Read here, not through flotilla_kit: a client must not pull in the service runtime.
@@ -75,3 +75,27 @@ class OrdersClient(ServiceClient):
         if customer_id is not None:
             params["customer_id"] = customer_id
         return await self.get(f"/orders?{urlencode(params)}", OrderPage, headers=headers)
+
+    async def list_sagas(
+        self,
+        *,
+        status: OrderStatus | None = None,
+        stuck: bool = False,
+        cursor: str | None = None,
+        limit: int = 20,
+        headers: Mapping[str, str],
+    ) -> OrderPage:
+        """Every customer's orders, newest first, in ``status`` if given, only those waiting past their
+        step's deadline if ``stuck``: for an admin only (ServiceCallError 403 otherwise)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        if stuck:
+            params["stuck"] = "true"
+        if cursor:
+            params["cursor"] = cursor
+        return await self.get(f"/orders/sagas?{urlencode(params)}", OrderPage, headers=headers)
+
+    async def saga_counts(self, *, headers: Mapping[str, str]) -> SagaCounts:
+        """Orders per saga state and the stuck ones: for an admin only (ServiceCallError 403 otherwise)."""
+        return await self.get("/orders/sagas/counts", SagaCounts, headers=headers)

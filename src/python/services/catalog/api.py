@@ -17,7 +17,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 from sqlalchemy.exc import IntegrityError
 
-from catalog import domain, search
+from catalog import domain, search, search_order
 from catalog.models import Product as ProductRow
 from catalog.reads import PageQuery, read_page, read_product_by_id, read_product_by_sku, select_product, to_product
 from catalog.settings import CatalogSettings
@@ -149,6 +149,8 @@ class ProductController(Controller):
         )
         try:
             async with db.transaction() as session:
+                if db.is_sqlite:  # its place in the SKU order, for the search index (catalog.search_order)
+                    row.search_order = await search_order.order_key(session, sku)
                 session.add(row)
                 await outbox.add(session, CATALOG_EVENTS, domain.created_event(product))
         except IntegrityError:

@@ -23,6 +23,7 @@ class Product(Base):
         Index("ix_products_active_sku", "active", "sku"),
         Index("ix_products_currency_sku", "currency", "sku"),
         Index("ix_products_price_sku", "price_amount", "sku"),
+        Index("ix_products_search_order", "search_order", unique=True),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -37,3 +38,5 @@ class Product(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # The product's words for text search (catalog.search.search_document), written with the product.
     search_document: Mapped[str] = mapped_column(Text, server_default="")
+    # SQLite: the product's place in the SKU order, its FTS5 rowid (catalog.search_order); NULL on PostgreSQL.
+    search_order: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -15,10 +15,14 @@ a walk is given up after ``WALK_LIMIT`` products, and the page is then read thro
 
 So the catalog chooses the plan:
 
-- SQLite (no statistics for an FTS5 match or a price range): one probe statement counts the matches
-  of each filter through its index, index only, up to ``PROBE_LIMIT``; below it the page is read
-  through the index with the fewest, above it by a walk, and through an index after all if the walk
-  does not fill the page. A search that matches nothing costs the probe alone.
+- SQLite, text: FTS5 rowids are the products' keys in SKU order (catalog.search_order), so the page
+  is the index's matches after the cursor's key, read as a stream and stopped at the page's end: one
+  statement, as cheap for many matches far down the SKU order as for none. With a price range too,
+  one probe statement counts the matches of both through their indexes, up to ``PROBE_LIMIT``, and
+  a price range that holds fewer products than the text matches drives instead.
+- SQLite, price only (no statistics for a range): the probe; below ``PROBE_LIMIT`` the page is read
+  through the price index, above it by a walk, and through the index after all if the walk does not
+  fill the page.
 - PostgreSQL, text only (its planner chooses well for a price range, from histograms, but for text
   it assumes evenly spread matches and walks however far they lie): a walk, then the GIN index if
   the walk does not fill the page. No probe: counting through a GIN index visits the table to
@@ -74,7 +78,6 @@ _VECTOR = sa.literal_column(f"products.{search.TSVECTOR_COLUMN}", postgresql.TSV
 # (":x::VARCHAR"), where PostgreSQL infers the types anyway.
 _DIALECTS = {"sqlite": sqlite.dialect(paramstyle="named"), "postgresql": psycopg2.dialect(paramstyle="named")}
 _FTS5 = sa.table(search.FTS5_TABLE, sa.column("rowid"))
-_ROWID: sa.ColumnClause[Any] = sa.literal_column("products.rowid")
 _PRICE_INDEX = "ix_products_price_sku"
 # Above every SKU (SKUs are upper-case letters, digits, '.', '_' and '-'): the end of the walk when
 # fewer than WALK_LIMIT products are left.
@@ -276,14 +279,23 @@ def _sqlite_page(shape: _Shape) -> sa.Select[Any]:
     off_equality = shape.drive in ("text", "price")
     limit = sa.bindparam("limit", type_=sa.Integer)
     if shape.drive == "text":
-        # The matches drive: the FTS5 table joined to products by rowid, only the SKUs sorted (rows
-        # carried through a sort of thousands cost twice as much), then the page's rows read.
-        query = sa.select(_ROWID).select_from(sa.join(_FTS5, _products, _FTS5.c.rowid == _ROWID))
-        query = query.where(_fts5_match()).order_by(_c.sku).limit(limit)
+        # The matches drive, in SKU order: FTS5 rowids are the products' search_order keys
+        # (catalog.search_order), read as a stream from the cursor's key and stopped at the page's end.
+        query = sa.select(*_COLUMNS).select_from(sa.join(_FTS5, _products, _c.search_order == _FTS5.c.rowid))
+        query = query.where(_fts5_match()).order_by(_FTS5.c.rowid).limit(limit)
+        if shape.after:  # after the key of the cursor's SKU (or of the SKU just before it)
+            cursor_key = (
+                sa.select(_c.search_order)
+                .where(_c.sku <= param("after_sku", _c.sku))
+                .order_by(_c.sku.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = query.where(_FTS5.c.rowid > sa.func.coalesce(cursor_key, 0))
     else:
         query = _SELECT.order_by(_c.sku).limit(limit)
-    if shape.after:
-        query = query.where(_c.sku > param("after_sku", _c.sku))
+        if shape.after:
+            query = query.where(_c.sku > param("after_sku", _c.sku))
     if shape.active:
         query = query.where(indexed(_c.active, unless=off_equality) == param("active", _c.active))
     if shape.currency:
@@ -295,9 +307,7 @@ def _sqlite_page(shape: _Shape) -> sa.Select[Any]:
         query = query.where(amount <= param("max_price", _c.price_amount))
     if shape.word_count and not (shape.drive == "text" and shape.fts5_exact):
         query = query.where(search.matches(shape.word_count, "sqlite", document=_c.search_document, vector=None))
-    if shape.drive == "text":
-        query = _SELECT.where(_ROWID.in_(query)).order_by(_c.sku)
-    elif shape.drive == "price":
+    if shape.drive == "price":
         query = query.with_hint(_products, f"INDEXED BY {_PRICE_INDEX}", "sqlite")
     elif shape.drive == "sku":  # at most WALK_LIMIT products from the cursor on
         walk_end = (
@@ -313,21 +323,25 @@ def _sqlite_page(shape: _Shape) -> sa.Select[Any]:
 
 
 async def _sqlite_planned_rows(db: Database, page: PageQuery) -> Sequence[Any]:
+    if page.words and not page.has_price:  # the index's stream in SKU order: no choice to make
+        return await db.fetch_all(page_statement("sqlite", page, drive="text"))
     counts = await db.fetch_one(sqlite_probe(page))
     assert counts is not None  # a SELECT of scalars has one row
     text_count, price_count = tuple(counts)
-    if page.words and text_count == 0:
-        return []  # nothing matches the words: the probe's index lookup is the whole answer
-    fewest, source = min(
-        (count, source) for count, source in ((text_count, "text"), (price_count, "price")) if count is not None
-    )
-    if fewest < PROBE_LIMIT:
-        return await db.fetch_all(page_statement("sqlite", page, drive=source))
+    if page.words:
+        if text_count == 0:
+            return []  # nothing matches the words: the probe's index lookup is the whole answer
+        # The text stream stops at the page's end, but passes the matches outside the price range:
+        # a price range that holds fewer products than the text matches drives instead.
+        few_prices = price_count < PROBE_LIMIT and price_count < text_count
+        return await db.fetch_all(page_statement("sqlite", page, drive="price" if few_prices else "text"))
+    if price_count < PROBE_LIMIT:
+        return await db.fetch_all(page_statement("sqlite", page, drive="price"))
     rows = await db.fetch_all(page_statement("sqlite", page, drive="sku"))
     if len(rows) > page.limit:
         return rows
     # The walk did not fill the page: the matches lie further on (or there are no more).
-    return await db.fetch_all(page_statement("sqlite", page, drive=source))
+    return await db.fetch_all(page_statement("sqlite", page, drive="price"))
 
 
 def sqlite_probe(page: PageQuery) -> sa.TextClause:

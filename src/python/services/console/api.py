@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Awaitable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import msgspec
-import redis.asyncio as redis
 import sqlalchemy as sa
 from console import otlp, streams, traces
+from console.actions import entry_id_of, redis_of
+from console.auth import SessionView, operator_of, require_operator, session_view
 from console.instances import InstanceProber, InstanceView
 from console.masking import masked_names
 from console.models import AuditEntry
+from console.sessions import Operator
 from console.settings import ConsoleSettings
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, QueryParameter
 
+from flotilla_contracts.orders import Order, OrderPage, OrderStatus, SagaCounts
+from flotilla_http.errors import UpstreamError
 from flotilla_kit.db import Database
-from flotilla_kit.identity import ADMIN_ROLE, CALLER_ID_HEADER, caller_roles
+from flotilla_kit.identity import CALLER_ID_HEADER, CALLER_ROLES_HEADER
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.problems import (
-    BadRequest,
-    Forbidden,
-    NotFound,
-    ServiceUnavailable,
-    Unauthorized,
-    UnsupportedMediaType,
-)
-from flotilla_streams import dlq
+from flotilla_kit.problems import BadRequest, Forbidden, NotFound, ServiceUnavailable, UnsupportedMediaType
+from orders_client import NotFoundError, OrdersClient, ServiceCallError
+
+T = TypeVar("T")
 
 STATIC_DIRECTORY = Path(__file__).parent / "static"
 _audit = cast(sa.Table, AuditEntry.__table__)
@@ -41,6 +41,7 @@ class ConsoleConfig(msgspec.Struct, kw_only=True):
     service: str
     version: str
     write: bool  # whether actions are allowed at all (CONSOLE_WRITE)
+    session: SessionView  # who is looking, and the CSRF token a cookie session's changes repeat
 
 
 class Instances(msgspec.Struct):
@@ -59,16 +60,6 @@ class Traces(msgspec.Struct):
     items: list[traces.TraceSummary]
 
 
-class ReplayRequest(msgspec.Struct, kw_only=True):
-    # The dead letter's id, typed again: a replay is never one stray click or a replayed request body.
-    confirm: str
-
-
-class Replayed(msgspec.Struct, kw_only=True):
-    stream: str
-    replayed: str
-
-
 class AuditView(msgspec.Struct, kw_only=True):
     at: datetime
     caller: str
@@ -81,11 +72,10 @@ class Audit(msgspec.Struct):
     items: list[AuditView]
 
 
-def _redis(state: State) -> redis.Redis:
-    client: redis.Redis | None = state.redis
-    if client is None:
-        raise ServiceUnavailable("the console has no REDIS_URL: streams and services cannot be shown")
-    return client
+_ORDERS_REFUSALS = {
+    403: "The operator may not read every customer's orders (orders wants role 'admin').",
+    503: "The orders service cannot be reached.",
+}
 
 
 class IngestController(Controller):
@@ -128,25 +118,34 @@ class IngestController(Controller):
 
 
 class ConsoleApi(Controller):
-    """What the pages read (JSON), and the actions they offer when the console is writable."""
+    """What the pages read (JSON): for any authenticated operator (the sagas: for an admin, as orders decides)."""
 
     path = "/api"
+    guards = [require_operator]
 
     @get("/config", sync_to_thread=False)
-    def config(self, state: State, settings: NamedDependency[ConsoleSettings]) -> ConsoleConfig:
-        return ConsoleConfig(service=settings.service_name, version=state.service_version, write=settings.console_write)
+    def config(
+        self, request: Request[Any, Any, Any], state: State, settings: NamedDependency[ConsoleSettings]
+    ) -> ConsoleConfig:
+        """The console's mode and the operator's session."""
+        return ConsoleConfig(
+            service=settings.service_name,
+            version=state.service_version,
+            write=settings.console_write,
+            session=session_view(operator_of(request)),
+        )
 
     @get("/services")
     async def list_services(self, state: State) -> Instances:
         """Every registered instance: ready or not, version, request and error rates, p50 and p99."""
-        _redis(state)
+        redis_of(state)
         prober: InstanceProber = state.prober
         return Instances(sorted(await prober.instances(), key=lambda i: (i.service, i.instance_id)))
 
     @get("/streams")
     async def list_streams(self, state: State) -> Streams:
         """Every stream: length, dead letters, and per group lag, pending, oldest pending, consumers."""
-        return Streams(await streams.all_streams(_redis(state)))
+        return Streams(await streams.all_streams(redis_of(state)))
 
     @get("/streams/{stream:str}/dead-letters")
     async def dead_letters(
@@ -159,7 +158,7 @@ class ConsoleApi(Controller):
     ) -> DeadLetters:
         """The oldest dead letters of ``stream`` (after the id ``after``, for the next page)."""
         masked = masked_names(settings.console_masked_fields)
-        return DeadLetters(await streams.dead_letters(_redis(state), stream, count=count, after=after, masked=masked))
+        return DeadLetters(await streams.dead_letters(redis_of(state), stream, count=count, after=after, masked=masked))
 
     @get("/streams/{stream:str}/dead-letters/{dlq_id:str}", responses=problem_responses({404: "No such dead letter."}))
     async def dead_letter(
@@ -167,58 +166,37 @@ class ConsoleApi(Controller):
     ) -> streams.DeadLetterView:
         """One dead letter: why it failed, how often it was delivered, and its payload (masked fields hidden)."""
         masked = masked_names(settings.console_masked_fields)
-        found = await streams.dead_letter(_redis(state), stream, _entry_id(dlq_id), masked=masked)
+        found = await streams.dead_letter(redis_of(state), stream, entry_id_of(dlq_id), masked=masked)
         if found is None:
             raise NotFound(f"no dead letter {dlq_id} on {stream}")
         return found
 
-    @post(
-        "/streams/{stream:str}/dead-letters/{dlq_id:str}/replay",
-        status_code=200,
-        responses=problem_responses(
-            {
-                401: "No authenticated caller.",
-                403: "The console is read-only, or the caller is not an admin.",
-                404: "No such dead letter (already replayed?).",
-            }
-        ),
-    )
-    async def replay(
+    @get("/sagas", responses=problem_responses(_ORDERS_REFUSALS))
+    async def sagas(
         self,
         request: Request[Any, Any, Any],
         state: State,
-        db: NamedDependency[Database],
-        stream: FromPath[str],
-        dlq_id: FromPath[str],
-        data: JSONBody[ReplayRequest],
-    ) -> Replayed:
-        """Put one dead letter back on its stream, once. Needs CONSOLE_WRITE, the admin role, and
-        ``confirm`` equal to the dead letter's id; every attempt by a known caller is audited."""
-        settings: ConsoleSettings = state.settings
-        caller = request.headers.get(CALLER_ID_HEADER, "")
-        target = f"{stream} {dlq_id}"
+        status: Annotated[OrderStatus | None, QueryParameter()] = None,
+        stuck: Annotated[bool, QueryParameter()] = False,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+    ) -> OrderPage:
+        """Orders by saga state, newest first, or the stuck ones (waiting past their step's deadline)."""
+        orders = _orders(state)
+        headers = _forwarded(operator_of(request))
+        return await _from_orders(
+            orders.list_sagas(status=status, stuck=stuck, cursor=cursor, limit=limit, headers=headers)
+        )
 
-        async def refuse(problem: Exception) -> Exception:
-            if caller:
-                await _record(db, caller, "replay dead letter", target, f"refused: {problem}")
-            return problem
+    @get("/sagas/counts", responses=problem_responses(_ORDERS_REFUSALS))
+    async def saga_counts(self, request: Request[Any, Any, Any], state: State) -> SagaCounts:
+        """How many orders are in each saga state, and how many are stuck."""
+        return await _from_orders(_orders(state).saga_counts(headers=_forwarded(operator_of(request))))
 
-        if not settings.console_write:
-            raise await refuse(Forbidden("the console is read-only (CONSOLE_WRITE is not true)"))
-        if not caller:
-            raise Unauthorized("replaying needs an authenticated caller with role 'admin'")
-        if ADMIN_ROLE not in caller_roles(request):
-            raise await refuse(Forbidden("replaying needs role 'admin'"))
-        if data.confirm != dlq_id:
-            raise await refuse(BadRequest(f"confirm must repeat the dead letter's id ({dlq_id})"))
-        entry_id = _entry_id(dlq_id)
-        lock: asyncio.Lock = state.replay_lock  # two clicks at once in this console replay once
-        async with lock:
-            done = await dlq.replay(_redis(state), stream, [entry_id])
-        if not done:
-            raise await refuse(NotFound(f"no dead letter {dlq_id} on {stream} (already replayed?)"))
-        await _record(db, caller, "replay dead letter", target, "replayed")
-        return Replayed(stream=stream, replayed=dlq_id)
+    @get("/sagas/{order_id:uuid}", responses=problem_responses({**_ORDERS_REFUSALS, 404: "No such order."}))
+    async def saga(self, request: Request[Any, Any, Any], state: State, order_id: FromPath[uuid.UUID]) -> Order:
+        """One order with its saga's history (the timeline); its traces are found by its id."""
+        return await _from_orders(_orders(state).get_order(order_id, headers=_forwarded(operator_of(request))))
 
     @get("/audit")
     async def audit(
@@ -262,22 +240,33 @@ class ConsoleApi(Controller):
         return found
 
 
+def _orders(state: State) -> OrdersClient:
+    client: OrdersClient = state.orders
+    return client
+
+
+def _forwarded(operator: Operator) -> dict[str, str]:
+    # The operator's own identity, so that orders decides what they may see, as for any caller.
+    return {CALLER_ID_HEADER: operator.id, CALLER_ROLES_HEADER: ",".join(sorted(operator.roles))}
+
+
+async def _from_orders(call: Awaitable[T]) -> T:
+    """An orders call's answer; its refusals as the console's own problems."""
+    try:
+        return await call
+    except NotFoundError as exc:
+        raise NotFound(exc.detail) from None
+    except ServiceCallError as exc:
+        if exc.status == 403:
+            raise Forbidden(f"orders refused: {exc.detail}") from None
+        if exc.status == 400:
+            raise BadRequest(f"orders refused: {exc.detail}") from None
+        raise ServiceUnavailable(f"orders answered {exc.status}: {exc.detail}") from None
+    except UpstreamError as exc:
+        raise ServiceUnavailable(f"orders cannot be reached: {exc}") from None
+
+
 @get("/", include_in_schema=False, sync_to_thread=False)
 def index() -> Response[bytes]:
     """The console's one page; its script shows services, streams and traces by the URL's fragment."""
     return Response((STATIC_DIRECTORY / "index.html").read_bytes(), media_type="text/html; charset=utf-8")
-
-
-def _entry_id(text: str) -> str:
-    if not text or not all(part.isdigit() for part in text.split("-", 1)) or text.count("-") != 1:
-        raise BadRequest(f"{text[:64]!r} is not a stream entry id (<ms>-<seq>)")
-    return text
-
-
-async def _record(db: Database, caller: str, action: str, target: str, outcome: str) -> None:
-    async with db.transaction() as session:
-        await session.execute(
-            sa.insert(_audit).values(
-                at=datetime.now(UTC), caller=caller[:200], action=action, target=target[:500], outcome=outcome[:500]
-            )
-        )

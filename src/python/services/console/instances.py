@@ -76,12 +76,17 @@ class InstanceProber:
                 break
         return sorted(names)
 
-    async def instances(self) -> list[InstanceView]:
-        """Every live instance of every service, probed at once."""
+    async def registered(self) -> list[Instance]:
+        """Every instance in the registry (its heartbeat keeps it there), not probed."""
         registry = RedisRegistry(self.client, namespace=self.namespace)
         found: list[Instance] = []
         for service in await self.service_names():
             found.extend(await registry.instances(service))
+        return found
+
+    async def instances(self) -> list[InstanceView]:
+        """Every live instance of every service, probed at once."""
+        found = await self.registered()
         views = await asyncio.gather(*(self._probe(instance) for instance in found))
         live = {(i.service, i.instance_id) for i in found}
         for key in [key for key in self._history if key not in live]:

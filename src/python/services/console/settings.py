@@ -28,5 +28,17 @@ class ConsoleSettings(ServiceSettings, kw_only=True, frozen=True):
     # Fields whose values are never shown nor stored (comma-separated, any case; a dotted attribute
     # name matches by its last part): span attributes, dead letters' payloads.
     console_masked_fields: str = "password,secret,token,authorization,cookie,card_number,cvv,iban"
+    # Signs login links and session cookies (at least 32 characters). Empty: a random one per start,
+    # and the console logs a login link at start (sessions then end with the process).
+    console_secret: str = ""
+    # A session lasts this long at most (a JWT's session: until the token expires, if sooner).
+    console_session_seconds: Seconds = 12 * 3600
+    # A login link works once, within this time.
+    console_login_link_seconds: Seconds = 15 * 60
+    # Operators' JWTs (the gateway's): its public key or JWKS, audience and issuer.
+    jwt_public_key_file: str = ""
+    jwks_file: str = ""
+    jwt_audience: str = "flotilla"
+    jwt_issuer: str = ""
     # Streams and instances are found in this Redis namespace (flotilla_discovery's).
     console_discovery_namespace: str = "flotilla"

@@ -13,9 +13,9 @@ from flotilla_http.policies import BreakerPolicy
 from flotilla_kit.app import create_service_app
 from flotilla_kit.info import read_version
 from flotilla_kit.settings import SettingsError
+from flotilla_kit.tokens import KeyConfigError, TokenVerifier
 from flotilla_redis.pipelined import PipelinedRedis
 from gateway.api import COMPOSED, openapi_document, storefront
-from gateway.auth import KeyConfigError, TokenVerifier
 from gateway.core import Gateway
 from gateway.openapi import MergedOpenApi
 from gateway.policy import Policy

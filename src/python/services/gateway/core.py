@@ -24,8 +24,8 @@ from flotilla_kit.problems import (
     TooManyRequests,
     Unauthorized,
 )
+from flotilla_kit.tokens import Caller, TokenRejected, TokenVerifier
 from gateway import routes as routing
-from gateway.auth import Caller, TokenRejected, TokenVerifier
 from gateway.openapi import MergedOpenApi
 from gateway.policy import BODILESS_METHODS, Policy
 from gateway.ratelimit import RateLimiter

@@ -68,7 +68,7 @@ def _token(args: argparse.Namespace, settings: Any) -> int:
 
     # The gateway's own rules for the claims it accepts, checked here so that a typo is refused
     # when the token is minted rather than with a 401 later.
-    from gateway.auth import SAFE_ROLE, SAFE_SUBJECT
+    from flotilla_kit.tokens import SAFE_ROLE, SAFE_SUBJECT
 
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
     problems = []

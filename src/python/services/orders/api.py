@@ -11,12 +11,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
-from flotilla_contracts.orders import Order, OrderCreate, OrderPage
+from flotilla_contracts.orders import Order, OrderCreate, OrderPage, OrderStatus, SagaCounts
 from flotilla_kit.db import Database
-from flotilla_kit.identity import caller_id, caller_roles, require_caller, visible_customer
+from flotilla_kit.identity import ADMIN_ROLE, caller_id, caller_roles, require_caller, visible_customer
 from flotilla_kit.openapi import problem_responses
 from flotilla_kit.pagination import InvalidCursor
-from flotilla_kit.problems import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
+from flotilla_kit.problems import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from orders import domain, reading
 from orders.idempotency import KeyInFlight, KeyReused, StoredAnswer
 from orders.placing import CatalogUnavailable, ClaimLost, Placement
@@ -26,6 +26,7 @@ MAX_CALLER_ID_LENGTH = 255  # the column's width
 
 _UNKNOWN_ORDER = {404: "No order with this id is visible to the caller (another customer's order is not)."}
 _LISTING = {403: "A customer asked for another customer's orders."}
+_ADMIN_ONLY = {403: "The caller is not an admin."}
 _PLACING = {
     400: "The body breaks the schema, or the Idempotency-Key header is missing or not 1-255 visible ASCII characters.",
     409: "A request with this Idempotency-Key is still in progress; retry it later.",
@@ -140,3 +141,37 @@ class OrderController(Controller):
             return await reading.customer_orders(db, customer or caller, limit=limit, cursor=cursor)
         except InvalidCursor:
             raise BadRequest(f"invalid cursor {cursor!r}") from None
+
+    @get("/sagas", responses=problem_responses({**_ADMIN_ONLY, 400: "An invalid cursor."}))
+    async def list_sagas(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[Database],
+        placement: NamedDependency[Placement],
+        status: Annotated[OrderStatus | None, QueryParameter(description="only orders in this state")] = None,
+        stuck: Annotated[bool, QueryParameter(description="only orders waiting past their step's deadline")] = False,
+        limit: Annotated[int, QueryParameter(ge=1, le=100, description="page size")] = 20,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=200, description="next_cursor of the previous page")
+        ] = None,
+    ) -> OrderPage:
+        """Every customer's orders, newest first, by saga state (an admin's view: the operators' console)."""
+        _require_admin(request)
+        try:
+            now = placement.saga.clock()  # the clock of every deadline
+            return await reading.sagas(db, status=status, stuck=stuck, now=now, limit=limit, cursor=cursor)
+        except InvalidCursor:
+            raise BadRequest(f"invalid cursor {cursor!r}") from None
+
+    @get("/sagas/counts", responses=problem_responses(_ADMIN_ONLY))
+    async def saga_counts(
+        self, request: Request[Any, Any, Any], db: NamedDependency[Database], placement: NamedDependency[Placement]
+    ) -> SagaCounts:
+        """How many orders are in each saga state, and how many are stuck past a step's deadline."""
+        _require_admin(request)
+        return await reading.saga_counts(db, now=placement.saga.clock())
+
+
+def _require_admin(request: Request[Any, Any, Any]) -> None:
+    if ADMIN_ROLE not in caller_roles(request):
+        raise Forbidden("only an admin sees every customer's orders")

@@ -22,6 +22,9 @@ class Order(Base):
         Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
         # The sweeper's search for overdue steps; final orders have no deadline.
         Index("ix_orders_step_deadline", "step_deadline"),
+        # The operators' views of every customer's orders, newest first: all, or by saga state.
+        Index("ix_orders_created", "created_at", "id"),
+        Index("ix_orders_status_created", "status", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

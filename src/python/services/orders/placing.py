@@ -24,6 +24,7 @@ from flotilla_contracts.catalog import Product
 from flotilla_contracts.events import ORDERS_EVENTS, OrderPlaced
 from flotilla_contracts.orders import Order, OrderCreate, OrderLine, OrderStep
 from flotilla_http.errors import CircuitOpen, UpstreamError
+from flotilla_kit import tracing
 from flotilla_kit.app import Component
 from flotilla_kit.db import Database
 from flotilla_kit.problems import PROBLEM_MEDIA_TYPE, Unprocessable, problem_details
@@ -38,6 +39,10 @@ _orders = cast(sa.Table, OrderRow.__table__)
 _lines = cast(sa.Table, LineRow.__table__)
 _encoder = msgspec.json.Encoder()
 CATALOG_RETRY_AFTER_SECONDS = 1
+
+
+# The span attribute that names the order a request placed (the console links an order to its trace by it).
+ORDER_ID_ATTRIBUTE = "flotilla.order.id"
 
 
 class CatalogUnavailable(Exception):
@@ -103,6 +108,7 @@ class Placement:
                     raise ClaimLost() from None
             return answer
         order_id = uuid.uuid4()
+        tracing.annotate(ORDER_ID_ATTRIBUTE, str(order_id))  # the order's trace is found by its id
         now = self.saga.clock()
         deadline = domain.step_deadline(now, self.saga.step_timeout_seconds, "awaiting_stock")
         placed = OrderStep(step="placed", at=now, detail=f"{len(lines)} line(s); stock requested")

@@ -1,17 +1,18 @@
-"""Reading orders with their lines and history: one order, or a customer's orders page by page."""
+"""Reading orders with their lines and history: one order, a customer's orders page by page, the sagas by state."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_contracts.catalog import Money
-from flotilla_contracts.orders import Order, OrderLine, OrderPage, OrderStep
+from flotilla_contracts.orders import FINAL_STATUSES, Order, OrderLine, OrderPage, OrderStep, SagaCounts
 from flotilla_kit.db import Database
 from flotilla_kit.pagination import as_utc, created_cursor, created_page
 from orders.models import Order as OrderRow
@@ -35,8 +36,34 @@ async def find_order(db: Database, order_id: uuid.UUID, *, customer_id: str | No
 
 async def customer_orders(db: Database, customer_id: str, *, limit: int, cursor: str | None) -> OrderPage:
     """A page of the customer's orders, newest first; raises InvalidCursor for a cursor not issued here."""
-    mine = sa.select(_orders).where(_orders.c.customer_id == customer_id)
-    query = created_page(mine, _orders.c.created_at, _orders.c.id, cursor, limit, newest_first=True)
+    return await _page(db, sa.select(_orders).where(_orders.c.customer_id == customer_id), limit, cursor)
+
+
+async def sagas(
+    db: Database, *, status: str | None, stuck: bool, now: datetime, limit: int, cursor: str | None
+) -> OrderPage:
+    """Every customer's orders, newest first: in ``status`` if given, only those past their step's
+    deadline if ``stuck``; raises InvalidCursor for a cursor not issued here."""
+    query = sa.select(_orders)
+    if status is not None:
+        query = query.where(_orders.c.status == status)
+    if stuck:
+        query = query.where(_orders.c.step_deadline < now)
+    return await _page(db, query, limit, cursor)
+
+
+async def saga_counts(db: Database, *, now: datetime) -> SagaCounts:
+    """Orders per state, and the stuck ones (waiting past their step deadline)."""
+    async with db.reader() as session:
+        counted = await session.execute(sa.select(_orders.c.status, sa.func.count()).group_by(_orders.c.status))
+        stuck = await session.scalar(
+            sa.select(sa.func.count()).where(_orders.c.step_deadline < now, _orders.c.status.not_in(FINAL_STATUSES))
+        )
+    return SagaCounts(by_status={status: count for status, count in counted}, stuck=stuck or 0)
+
+
+async def _page(db: Database, selection: sa.Select[Any], limit: int, cursor: str | None) -> OrderPage:
+    query = created_page(selection, _orders.c.created_at, _orders.c.id, cursor, limit, newest_first=True)
     async with db.reader() as session:
         rows = (await session.execute(query)).all()
         items = await _with_details(session, rows[:limit])

@@ -6,6 +6,9 @@
                                             write VERSION, a CHANGELOG.md entry and the new snapshot; print
                                             the services to rebuild and the deploy order per changed event
     release snapshot [<lib> ...]            write the snapshot of each lib's current version
+    release asyncapi [--check] [--output PATH]
+                                            write docs/asyncapi.json, the platform's AsyncAPI 3.0 document
+                                            (streams, events, groups); --check: exit 1 naming what is stale
 
 Run it in the repository root (``./pants run src/python/tools/release:release -- check``); ``--root`` points
 elsewhere. Exit codes: 0 ok, 1 a check failed or Pants failed, 2 bad use or a bump too small.
@@ -53,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     bump_cmd.add_argument("--message", "-m", help="what changed, for the changelog")
     snapshot = commands.add_parser("snapshot", help="write the snapshot of each lib's current version")
     snapshot.add_argument("libs", nargs="*", help="libs (default: flotilla_contracts and every *_client)")
+    asyncapi_cmd = commands.add_parser("asyncapi", help="write the platform's AsyncAPI document (docs/asyncapi.json)")
+    asyncapi_cmd.add_argument("--check", action="store_true", help="compare the committed document with the code")
+    asyncapi_cmd.add_argument("--output", type=Path, help="the document's path (default: docs/asyncapi.json)")
     return parser
 
 
@@ -65,6 +71,10 @@ def main(argv: Sequence[str] | None = None, *, workspace: Workspace | None = Non
             return _check(ws, args.libs, as_json=args.json)
         if args.command == "bump":
             return _bump(ws, args.lib, args.part, args.message)
+        if args.command == "asyncapi":
+            from release import asyncapi  # imports the streams and discovery libs: only for this command
+
+            return asyncapi.run(ws.root, args.output, check=args.check)
         return _snapshot(ws, args.libs)
     except BumpTooSmall as exc:
         print(f"release: refused: {exc}", file=sys.stderr)

@@ -40,8 +40,10 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from redis.exceptions import RedisError
+from stack.console_login import console_link, new_console_secret
 from stack.demo import DemoFailed, run_demo
 from stack.logview import LogFollower, last_lines, print_logs
+from stack.node import NodeUnavailable, find_service
 from stack.runner import GROUPS, SERVICES
 from stack.state import Instance, PostgresInfo, StackLock, StackState, alive, read_state, remove_state, write_state
 
@@ -327,6 +329,7 @@ class UpOptions:
     build: bool = True
     console: bool = True
     console_port: int = 8006
+    console_write: bool = False
     trace_ratio: float = 1.0
 
 
@@ -572,6 +575,23 @@ class Supervisor:
             self._save()
             self._wait(batch, "services")
 
+    def start_node_services(self) -> None:
+        """The Node.js loyalty service (stack.node), from its sources, when Node.js and its packages are here;
+        else one line says why not, and the rest runs without it."""
+        try:
+            service = find_service()
+        except NodeUnavailable as exc:
+            print(f"  loyalty (Node.js) not started: {exc}", file=sys.stderr, flush=True)
+            return
+        instance, port = f"{service.name}-1", free_port()
+        env = {**self._env(instance), "PORT": str(port), "SERVICE_NAME": service.name}
+        launched = _launch(
+            service.command, service=service.name, instance=instance, port=port, env=env, data_dir=self.data_dir
+        )
+        self.services.append(launched)
+        self._save()
+        self._wait([launched], service.name)
+
     def start_console(self) -> None:
         """The console, before the services: they export their traces to it from their first request.
 
@@ -580,7 +600,14 @@ class Supervisor:
         if not self.options.console:
             return
         port = self.options.console_port
-        env = {**self._env(f"{CONSOLE}-1"), "DATABASE_URL": f"sqlite:///{self.data_dir / CONSOLE}.db"}
+        env = {
+            **self._env(f"{CONSOLE}-1"),
+            "DATABASE_URL": f"sqlite:///{self.data_dir / CONSOLE}.db",
+            # Operators log in with a one-time link (signed with this secret) or the gateway's tokens.
+            "CONSOLE_SECRET": new_console_secret(self.data_dir),
+            "JWT_PUBLIC_KEY_FILE": str(self._keys()),
+            "CONSOLE_WRITE": str(self.options.console_write).lower(),
+        }
         self.console = _launch(
             self._command(CONSOLE, port),
             service=CONSOLE,
@@ -691,6 +718,7 @@ def up(options: UpOptions) -> int:
         supervisor.wait_backing()
         supervisor.start_console()
         supervisor.start_services()
+        supervisor.start_node_services()
         supervisor.start_gateway()
         assert supervisor.gateway is not None
         supervisor.state.phase = "running"
@@ -698,7 +726,7 @@ def up(options: UpOptions) -> int:
         supervisor.state.console_url = supervisor.console.url if supervisor.console else ""
         supervisor.state.token_command = supervisor.token_command()
         supervisor._save()
-        _print_summary(supervisor.state)
+        _print_summary(supervisor.state, options.data_dir)
         follower = LogFollower(
             [(x.record.instance, Path(x.record.log)) for x in supervisor.services + [supervisor.gateway]]
             + (
@@ -727,10 +755,10 @@ def up(options: UpOptions) -> int:
         print("stopped", file=sys.stderr, flush=True)
 
 
-def _print_summary(state: StackState) -> None:
+def _print_summary(state: StackState, data_dir: Path) -> None:
     print(f"\nthe platform is up: {state.gateway_url}")
     if state.console_url:
-        print(f"the console (services, streams, traces): {state.console_url}")
+        print(f"the console (services, streams, sagas, traces), a one-time login link: {console_link(state, data_dir)}")
     print()
     print(format_table(status_rows(state)))
     print(f"\na token for the gateway:\n  {state.token_command}")
@@ -806,6 +834,15 @@ def status(data_dir: Path) -> int:
     if state.token_command:
         print(f"\na token: {state.token_command}")
     return 0 if state.phase == "running" and all(row[4] == "yes" for row in rows) else EXIT_FAILED
+
+
+def login(data_dir: Path) -> int:
+    """Print a new one-time login link to the running stack's console."""
+    state = _running_state(data_dir)
+    if not state.console_url:
+        raise StackError("this stack runs without the console (up --no-console)")
+    print(console_link(state, data_dir))
+    return 0
 
 
 # --- logs and demo
@@ -914,6 +951,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-console", action="store_true", help="run without the console (and without tracing: nothing to send to)"
     )
     up_parser.add_argument(
+        "--console-write",
+        action="store_true",
+        help="let the console's admins act (replay dead letters, hand over pending entries); read-only otherwise",
+    )
+    up_parser.add_argument(
         "--trace-ratio",
         type=_ratio,
         default=1.0,
@@ -925,6 +967,7 @@ def _parser() -> argparse.ArgumentParser:
     up_parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds each start may take (default 90)")
     data_dir(commands.add_parser("down", help="stop the running stack: gateway, services, Redis and PostgreSQL"))
     data_dir(commands.add_parser("status", help="the running stack's instances: port, pid, ready, version"))
+    data_dir(commands.add_parser("login", help="print a new one-time login link to the running stack's console"))
     logs_parser = commands.add_parser("logs", help="the instances' logs, readable (a running or a stopped stack)")
     data_dir(logs_parser)
     logs_parser.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
@@ -955,6 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 build=not args.no_build,
                 console=not args.no_console,
                 console_port=args.console_port,
+                console_write=args.console_write,
                 trace_ratio=args.trace_ratio,
             )
             return up(options)
@@ -964,6 +1008,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return logs(data_dir, args.instances, args.follow)
         if args.command == "demo":
             return demo(data_dir, args.timeout)
+        if args.command == "login":
+            return login(data_dir)
         return status(data_dir)
     except StackError as exc:
         print(f"stack {args.command}: {exc}", file=sys.stderr)

@@ -83,8 +83,18 @@ async def test_a_text_search_can_be_read_through_the_text_index(db):
     assert (
         "products_search VIRTUAL TABLE INDEX" if db.is_sqlite else "Bitmap Index Scan on ix_products_search"
     ) in plan
-    if db.is_sqlite:  # the matches drive, each looked up by rowid
-        assert "SEARCH products USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+    if db.is_sqlite:  # the matches drive, each looked up by its key
+        assert "SEARCH products USING INDEX ix_products_search_order (search_order=?)" in plan, plan
+
+
+@pytest.mark.parametrize("after_sku", [None, "P-05"])
+async def test_sqlite_reads_a_search_page_from_the_text_index_in_sku_order_without_sorting(db, after_sku):
+    if not db.is_sqlite:
+        pytest.skip("SQLite only: FTS5 rowids are keys in SKU order (catalog.search_order)")
+    page = PageQuery(limit=50, words=("green", "te"), currency="EUR", after_sku=after_sku)
+    plan = await _plan(db, page_statement("sqlite", page, drive="text"))
+    assert plan.startswith("SCAN products_search VIRTUAL TABLE INDEX"), plan
+    _assert_no_sort(plan)
 
 
 async def test_a_walk_reads_the_sku_order_through_the_equality_filters_index(db):

@@ -5,7 +5,7 @@
 const POLL_MS = 2000;
 const view = document.getElementById("view");
 const statusLine = document.getElementById("status");
-let config = { write: false, version: "" };
+let config = { write: false, version: "", session: null };
 let timer = null;
 let generation = 0; // a view drawn for an older fragment must not overwrite the current one
 
@@ -39,7 +39,12 @@ function table(headers, rows, numeric = []) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { headers: { accept: "application/json" }, ...options });
+  const headers = { accept: "application/json", ...(options.headers || {}) };
+  // A change from a cookie session repeats the session's CSRF token (a bearer caller has none).
+  if (options.method && options.method !== "GET" && config.session && config.session.csrf) {
+    headers["x-csrf-token"] = config.session.csrf;
+  }
+  const response = await fetch(path, { ...options, headers, credentials: "same-origin" });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error(body.detail || `${response.status} ${response.statusText}`);
@@ -55,6 +60,10 @@ const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
 const when = (unixSeconds) => (unixSeconds ? new Date(unixSeconds * 1000).toLocaleString() : "–");
 const enc = encodeURIComponent;
 const plural = (count, noun) => `${count} ${noun}${count === 1 ? "" : "s"}`;
+
+async function act(path, confirm) {
+  return api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ confirm }) });
+}
 
 function errorBox(error) {
   return el("div", { class: "error-box" }, `Could not load: ${error.message}`);
@@ -109,7 +118,7 @@ async function streamsView() {
               g.lag,
               g.pending,
               g.pending ? seconds(g.oldest_pending_idle_ms) : "–",
-              g.consumers.map((c) => `${c.name} (${seconds(c.idle_ms)}, ${c.pending} pending)`).join(", ") || "none",
+              g.consumers.length ? g.consumers.map((c) => consumerCell(stream.stream, g.group, c)) : "none",
               g.reclaimed,
               g.recreated,
             ]),
@@ -121,10 +130,61 @@ async function streamsView() {
   return parts;
 }
 
+function consumerCell(stream, group, c) {
+  const cell = el("div", { class: "consumer", "data-consumer": c.name }, `${c.name} (idle ${seconds(c.idle_ms)}, ${c.pending} pending) `);
+  if (config.write && c.pending) {
+    cell.append(
+      el(
+        "button",
+        {
+          class: "danger small",
+          "data-claim": c.name,
+          onclick: async () => {
+            const typed = window.prompt(`Hand the ${c.pending} pending entries of ${c.name} to the other consumers of ${group}? Type the consumer's name to confirm.`);
+            if (typed === null) return;
+            try {
+              const done = await act(`api/streams/${enc(stream)}/groups/${enc(group)}/consumers/${enc(c.name)}/claim`, typed);
+              statusLine.textContent = `Handed ${done.claimed} entries of ${c.name} to ${done.to}.`;
+            } catch (error) {
+              statusLine.textContent = `Not handed over: ${error.message}`;
+            }
+          },
+        },
+        "Hand over",
+      ),
+    );
+  }
+  return cell;
+}
+
 async function deadLettersView(stream) {
   const { items } = await api(`api/streams/${enc(stream)}/dead-letters?count=200`);
+  const result = el("div", { id: "replay-result" });
+  const replayAll =
+    config.write && items.length
+      ? el(
+          "button",
+          {
+            class: "danger",
+            id: "replay-all",
+            onclick: async () => {
+              const typed = window.prompt(`Replay every dead letter of ${stream}? Its consumers will handle them again. Type the stream's name to confirm.`);
+              if (typed === null) return;
+              try {
+                const done = await act(`api/streams/${enc(stream)}/dead-letters/replay-all`, typed);
+                result.replaceChildren(el("div", { class: "notice" }, `Replayed ${plural(done.replayed.length, "dead letter")}.`));
+              } catch (error) {
+                result.replaceChildren(errorBox(error));
+              }
+            },
+          },
+          "Replay all",
+        )
+      : null;
   return [
     el("h2", {}, `Dead letters of ${stream} (${items.length})`),
+    replayAll,
+    result,
     items.length
       ? table(
           ["Id", "Event", "Group", "Deliveries", "Failed at", "Reason"],
@@ -173,11 +233,7 @@ async function deadLetterView(stream, id) {
           onclick: async () => {
             if (!window.confirm(`Replay dead letter ${letter.id} onto ${letter.stream}? Its consumers will handle it again.`)) return;
             try {
-              await api(`api/streams/${enc(stream)}/dead-letters/${enc(id)}/replay`, {
-                method: "POST",
-                headers: { "content-type": "application/json", accept: "application/json" },
-                body: JSON.stringify({ confirm: letter.id }),
-              });
+              await act(`api/streams/${enc(stream)}/dead-letters/${enc(id)}/replay`, letter.id);
               result.replaceChildren(el("div", { class: "notice" }, "Replayed."));
             } catch (error) {
               result.replaceChildren(errorBox(error));
@@ -341,6 +397,78 @@ function spanDetail(span, traceId) {
   ];
 }
 
+const STATES = ["awaiting_stock", "awaiting_payment", "confirmed", "cancelled"];
+
+async function sagasView(params) {
+  const [counts, page] = await Promise.all([api("api/sagas/counts"), api(`api/sagas?${params}`)]);
+  const filter = params.get("stuck") === "true" ? "stuck" : params.get("status") || "all";
+  const chip = (label, hash, count, name) =>
+    el("a", { href: hash, class: `chip ${filter === name ? "active" : ""} ${name === "stuck" && count ? "bad" : ""}` }, `${label} ${count}`);
+  const total = Object.values(counts.by_status).reduce((a, b) => a + b, 0);
+  const now = Date.now();
+  const next = new URLSearchParams(params);
+  if (page.next_cursor) next.set("cursor", page.next_cursor);
+  return [
+    el("h2", {}, "Sagas"),
+    el(
+      "p",
+      { class: "chips" },
+      chip("all", "#/sagas", total, "all"),
+      STATES.map((state) => chip(state.replace("_", " "), `#/sagas?status=${state}`, counts.by_status[state] || 0, state)),
+      chip("stuck", "#/sagas?stuck=true", counts.stuck, "stuck"),
+    ),
+    page.items.length
+      ? table(
+          ["Order", "Customer", "State", "Step deadline", "Total", "Placed", "Last step"],
+          page.items.map((o) => {
+            const late = o.step_deadline && Date.parse(o.step_deadline) < now;
+            const last = o.history[o.history.length - 1];
+            return [
+              el("a", { href: `#/saga/${o.id}` }, o.id),
+              o.customer_id,
+              el("span", { class: o.status === "cancelled" ? "bad" : o.status === "confirmed" ? "ok" : "" }, o.status),
+              o.step_deadline ? el("span", { class: late ? "bad" : "" }, `${new Date(o.step_deadline).toLocaleTimeString()}${late ? " (stuck)" : ""}`) : "–",
+              money(o.total),
+              new Date(o.created_at).toLocaleString(),
+              last ? `${last.step}${last.detail ? `: ${last.detail}` : ""}` : "–",
+            ];
+          }),
+        )
+      : el("p", { class: "muted" }, "No order in this state."),
+    page.next_cursor ? el("p", {}, el("a", { href: `#/sagas?${next}` }, "Older orders →")) : null,
+  ];
+}
+
+const money = (m) => `${(m.amount / 100).toFixed(2)} ${m.currency}`;
+
+async function sagaView(orderId) {
+  const order = await api(`api/sagas/${enc(orderId)}`);
+  const started = Date.parse(order.created_at);
+  return [
+    el("h2", {}, `Order ${order.id}`),
+    table(
+      ["Field", "Value"],
+      [
+        ["Customer", order.customer_id],
+        ["State", order.status],
+        ["Total", money(order.total)],
+        ["Lines", order.lines.map((l) => `${l.quantity} × ${l.sku}`).join(", ")],
+        ["Step deadline", order.step_deadline ? new Date(order.step_deadline).toLocaleString() : "– (final)"],
+        ["Cancel reason", order.cancel_reason || "–"],
+      ],
+    ),
+    el("h3", {}, "Timeline"),
+    el(
+      "ol",
+      { class: "timeline" },
+      order.history.map((step) =>
+        el("li", {}, el("strong", {}, step.step), ` +${((Date.parse(step.at) - started) / 1000).toFixed(3)} s`, step.detail ? el("div", { class: "muted" }, step.detail) : null),
+      ),
+    ),
+    el("p", {}, el("a", { id: "order-traces", href: `#/traces?value=${enc(order.id)}` }, "Traces of this order →")),
+  ];
+}
+
 async function auditView() {
   const { items } = await api("api/audit");
   return [
@@ -366,6 +494,8 @@ function route() {
     case "traces": return { name: "traces", draw: () => tracesView(params), poll: false };
     case "trace": return { name: "traces", draw: () => traceView(parts[1]), poll: false };
     case "audit": return { name: "audit", draw: auditView, poll: true };
+    case "sagas": return { name: "sagas", draw: () => sagasView(params), poll: true };
+    case "saga": return { name: "sagas", draw: () => sagaView(parts[1]), poll: true };
     default: return { name: "services", draw: servicesView, poll: true };
   }
 }
@@ -387,15 +517,58 @@ async function show() {
   if (current.poll && mine === generation) timer = setTimeout(show, POLL_MS);
 }
 
+function loginView(reason) {
+  const token = el("textarea", { id: "jwt", rows: 4, cols: 80, placeholder: "eyJ..." });
+  const result = el("div", {});
+  return [
+    el("h2", {}, "Log in"),
+    el("p", {}, "Open the one-time login link that ", el("code", {}, "stack up"), " printed (or the console logged), or paste a token the gateway accepts:"),
+    token,
+    el(
+      "p",
+      {},
+      el(
+        "button",
+        {
+          id: "login",
+          onclick: async () => {
+            try {
+              await api("login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: token.value.trim() }) });
+              location.reload();
+            } catch (error) {
+              result.replaceChildren(errorBox(error));
+            }
+          },
+        },
+        "Log in",
+      ),
+    ),
+    result,
+    el("p", { class: "muted" }, reason),
+  ];
+}
+
 async function start() {
   try {
     config = await api("api/config");
   } catch (error) {
+    if (error.status === 401) {
+      view.replaceChildren(...loginView(error.message));
+      return;
+    }
     view.replaceChildren(errorBox(error));
+    return;
   }
   const mode = document.getElementById("mode");
   mode.textContent = config.write ? "write mode" : "read-only";
   mode.classList.toggle("write", config.write);
+  const who = document.getElementById("who");
+  who.replaceChildren(
+    `${config.session.caller} (${config.session.roles.join(", ") || "no role"}) `,
+    config.session.csrf
+      ? el("button", { id: "logout", class: "small", onclick: async () => { await api("logout", { method: "POST" }).catch(() => null); location.reload(); } }, "Log out")
+      : "",
+  );
   window.addEventListener("hashchange", show);
   await show();
 }

@@ -1,19 +1,30 @@
+import tempfile
+from pathlib import Path
+
 import pytest
 from console.app import create_app
 from console.settings import ConsoleSettings
+from console.tests.browsing import browser, screenshots  # fixtures of the browser tests
 from litestar.testing import TestClient
 
 from flotilla_kit.testing.fixtures import redis, redis_server
+from flotilla_kit.testing.tokens import TokenIssuer
 
-ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
+# The operators' identity provider: the console verifies their tokens with its public key.
+ISSUER = TokenIssuer(Path(tempfile.mkdtemp(prefix="console-jwt-")))
+ADMIN = ISSUER.bearer("admin", sub="admin-1")
+VIEWER = ISSUER.bearer(sub="viewer-1")  # authenticated, no role
+SECRET = "s" * 32
 
 
 def console_settings(tmp_path, redis_server, **overrides) -> ConsoleSettings:
-    """The console on its own fresh SQLite file and the session's Redis."""
+    """The console on its own fresh SQLite file and the session's Redis, verifying ISSUER's tokens."""
     values = {
         "service_name": "console",
         "database_url": f"sqlite+aiosqlite:///{tmp_path}/console.db",
         "redis_url": redis_server.url,
+        "jwt_public_key_file": str(ISSUER.public_key_file),
+        "console_secret": SECRET,
         **overrides,
     }
     return ConsoleSettings(**values)
@@ -26,6 +37,7 @@ def settings(tmp_path, redis_server) -> ConsoleSettings:
 
 @pytest.fixture
 def client(settings):
-    """The console app, started (migrated) on ``settings``."""
+    """The console app, started (migrated) on ``settings``, calling as an operator without a role."""
     with TestClient(create_app(settings)) as client:
+        client.headers.update(VIEWER)
         yield client

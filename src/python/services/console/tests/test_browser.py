@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
+from console.tests.browsing import WAIT_SECONDS, log_in, needs_chromium, wait_for_text
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -26,19 +24,10 @@ from flotilla_kit.testing.redis import start_redis
 from flotilla_redis.factory import create_redis
 from flotilla_streams.dlq import DeadLetter, dead_letter, list_entries
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-# Skipped on a developer's machine without the browser; in CI (which installs it) a missing browser fails.
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-    reason="Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
-)
-
 STREAM = "payments.events"
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
-# The identity the gateway would forward for an admin's token (the browser talks to the console directly here).
-ADMIN_HEADERS = {"x-caller-id": "ops-1", "x-caller-roles": "admin"}
-WAIT_SECONDS = 30
+SECRET = "browser-test-secret-" + "x" * 20
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +47,7 @@ def start_console(redis_url: str, directory: Path, *, write: bool) -> ServicePro
         "INSTANCE_ID": f"console-{'write' if write else 'read'}",
         "DATABASE_URL": f"sqlite:///{directory}/console-{write}.db",
         "CONSOLE_WRITE": str(write).lower(),
+        "CONSOLE_SECRET": SECRET,
     }
     process = ServiceProcess([sys.executable, "-m", "console", "serve", "--port", str(port)], port=port, env=env)
     process.wait_ready(timeout=90)
@@ -133,48 +123,16 @@ def send_trace(console: ServiceProcess) -> None:
         assert response.status == 200
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="console-chromium-")
-    for argument in (
-        "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-        "--window-size=1400,900",
-    ):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    directory = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def wait_for_text(driver, text: str) -> None:
-    WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.text_to_be_present_in_element((By.ID, "view"), text))
-
-
 def test_an_operator_sees_services_and_streams_replays_a_dead_letter_and_follows_a_trace(
     browser, redis_server, dead_letter_id, screenshots, tmp_path
 ):
     console = start_console(redis_server.url, tmp_path, write=True)
     try:
         send_trace(console)
-        # What the gateway adds to every request of an admin: the browser's requests carry it too.
-        browser.execute_cdp_cmd("Network.enable", {})
-        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": ADMIN_HEADERS})
-
+        browser.get(f"{console.base_url}/#/services")
+        wait_for_text(browser, "Log in")  # no session yet: the page asks for one
+        browser.save_screenshot(str(screenshots / "login.png"))
+        log_in(browser, console.base_url, SECRET)
         browser.get(f"{console.base_url}/#/services")
         wait_for_text(browser, "console-write")
         WebDriverWait(browser, WAIT_SECONDS).until(
@@ -235,10 +193,31 @@ def test_a_read_only_console_shows_no_write_button(browser, redis_server, screen
     letter = asyncio.run(one_more_dead_letter())
     console = start_console(redis_server.url, tmp_path, write=False)
     try:
+        browser.delete_all_cookies()
+        log_in(browser, console.base_url, SECRET)
+        browser.get(f"{console.base_url}/#/dlq/{STREAM}")
+        wait_for_text(browser, "undecodable")
+        assert browser.find_elements(By.ID, "replay-all") == []
         browser.get(f"{console.base_url}/#/dlq/{STREAM}/{letter}")
         wait_for_text(browser, "undecodable")
         assert browser.find_element(By.ID, "mode").text == "read-only"
         assert browser.find_elements(By.ID, "replay") == []
         browser.save_screenshot(str(screenshots / "dead-letter-read-only.png"))
+        # The page offers no button, and the API refuses the POST the button would send (with the session's CSRF token).
+        status = browser.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            const config = await (await fetch("api/config")).json();
+            const answer = await fetch(arguments[0], {
+              method: "POST",
+              headers: {"content-type": "application/json", "x-csrf-token": config.session.csrf},
+              body: JSON.stringify({confirm: arguments[1]}),
+            });
+            done([answer.status, (await answer.json()).detail]);
+            """,
+            f"api/streams/{STREAM}/dead-letters/{letter}/replay",
+            letter,
+        )
+        assert status[0] == 403 and "read-only" in status[1]
     finally:
         console.stop()

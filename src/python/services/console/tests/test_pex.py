@@ -1,6 +1,10 @@
 """The packaged console.pex, run as its own process and called over HTTP, as it is deployed."""
 
+import json
+import re
+import urllib.error
 import urllib.request
+from http.cookiejar import CookieJar
 
 from flotilla_kit.testing.pex import http, packaged_pex
 
@@ -16,13 +20,25 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(pex, tmp_path):
 
 
 def test_migrate_applies_the_schema_once(pex, tmp_path):
-    pex.check_migrations(tmp_path / "console.db", ["0001_create_trace_store_and_audit"])
+    pex.check_migrations(tmp_path / "console.db", ["0001_create_trace_store_and_audit", "0002_create_login_links"])
 
 
 def test_the_pex_serves_its_pages_and_takes_traces_on_its_embedded_defaults(pex, tmp_path, redis_server):
     with pex.serving(cwd=tmp_path, env={"REDIS_URL": redis_server.url}) as service:
-        page = http("GET", f"{service.base_url}/api/config")
-        assert page.status == 200 and page.body["write"] is False
+        # Auth is on by default: without a secret the console logs a one-time login link.
+        assert http("GET", f"{service.base_url}/api/config").status == 401
+        [link] = re.findall(r"one-time link: (http://\S+?)\"", service.output())
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        with browser.open(link, timeout=10) as landed:  # the link sets the session cookie, then shows the page
+            assert landed.status == 200 and landed.url == service.base_url + "/"
+        with browser.open(f"{service.base_url}/api/config", timeout=10) as config:
+            session = json.loads(config.read())
+        assert session["write"] is False and session["session"]["caller"] == "console-login"
+        try:
+            browser.open(link, timeout=10)
+            raise AssertionError("a login link worked twice")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 401 and "used already" in json.loads(refused.read())["detail"]
         # The page and its assets are inside the PEX and served by it.
         for asset, media_type in (
             ("/", "text/html"),

@@ -5,11 +5,13 @@ import uuid
 
 import pytest
 from console.app import create_app
-from console.tests.conftest import ADMIN, console_settings
+from console.tests.conftest import ADMIN, VIEWER, console_settings
 from litestar.testing import AsyncTestClient
 
 from flotilla_contracts.catalog import Money
 from flotilla_contracts.events import OrderLine, OrderPlaced
+from flotilla_discovery.instance import Instance
+from flotilla_discovery.registry import RedisRegistry
 from flotilla_kit.testing.waiting import eventually
 from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers, StreamConsumer
 from flotilla_streams.dlq import DeadLetter, dead_letter, list_entries
@@ -31,6 +33,7 @@ def order(n: int) -> OrderPlaced:
 async def console(tmp_path, redis_server, redis):
     """The console in write mode, on the test's emptied Redis."""
     async with AsyncTestClient(create_app(console_settings(tmp_path, redis_server, console_write=True))) as client:
+        client.headers.update(VIEWER)
         yield client
 
 
@@ -105,7 +108,7 @@ async def test_a_dead_letter_replayed_is_handled_once_and_a_second_replay_finds_
 
         response = await console.post(path, json={"confirm": letter.id}, headers=ADMIN)
         assert response.status_code == 200, response.text
-        assert response.json() == {"stream": STREAM, "replayed": letter.id}
+        assert response.json() == {"stream": STREAM, "replayed": [letter.id]}
 
         async def handled_once() -> bool:
             return len(handled) == 1
@@ -137,9 +140,12 @@ async def _one_dead_letter(redis) -> str:
 async def test_a_replay_needs_an_admin_and_the_confirmation(console, redis):
     dlq_id = await _one_dead_letter(redis)
     path = f"/api/streams/{STREAM}/dead-letters/{dlq_id}/replay"
+    console.headers.pop("authorization")
     assert (await console.post(path, json={"confirm": dlq_id})).status_code == 401
-    customer = {"x-caller-id": "c-1", "x-caller-roles": "customer"}
-    assert (await console.post(path, json={"confirm": dlq_id}, headers=customer)).status_code == 403
+    # Caller headers are the gateway's word to services behind it; the console does not take them.
+    forged = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
+    assert (await console.post(path, json={"confirm": dlq_id}, headers=forged)).status_code == 401
+    assert (await console.post(path, json={"confirm": dlq_id}, headers=VIEWER)).status_code == 403
     wrong = await console.post(path, json={"confirm": "yes"}, headers=ADMIN)
     assert wrong.status_code == 400 and dlq_id in wrong.json()["detail"]
     assert (await console.post(path, json={}, headers=ADMIN)).status_code == 400
@@ -149,6 +155,7 @@ async def test_a_replay_needs_an_admin_and_the_confirmation(console, redis):
 async def test_a_read_only_console_says_so_and_refuses_a_replay_with_403(tmp_path, redis_server, redis):
     dlq_id = await _one_dead_letter(redis)
     async with AsyncTestClient(create_app(console_settings(tmp_path, redis_server))) as console:
+        console.headers.update(VIEWER)
         assert (await console.get("/api/config")).json()["write"] is False
         response = await console.post(
             f"/api/streams/{STREAM}/dead-letters/{dlq_id}/replay", json={"confirm": dlq_id}, headers=ADMIN
@@ -157,3 +164,90 @@ async def test_a_read_only_console_says_so_and_refuses_a_replay_with_403(tmp_pat
         audit = (await console.get("/api/audit")).json()["items"]
     assert [entry.id for entry in await list_entries(redis, STREAM)] == [dlq_id]
     assert audit[0]["outcome"].startswith("refused: the console is read-only")
+
+
+async def test_replay_all_puts_every_dead_letter_back_once_and_is_audited(console, redis):
+    await redis.xgroup_create(STREAM, "payments", id="0", mkstream=True)
+    for n in range(3):
+        entry_id = await redis.xadd(STREAM, {b"envelope": f'{{"n":{n}}}'.encode()})
+        await dead_letter(redis, STREAM, "payments", "p-1", [DeadLetter(entry_id, {b"n": str(n).encode()}, "bad", 5)])
+    path = f"/api/streams/{STREAM}/dead-letters/replay-all"
+    wrong = await console.post(path, json={"confirm": "yes"}, headers=ADMIN)
+    assert wrong.status_code == 400 and STREAM in wrong.json()["detail"]
+    length = await redis.xlen(STREAM)
+    done = await console.post(path, json={"confirm": STREAM}, headers=ADMIN)
+    assert done.status_code == 200 and len(done.json()["replayed"]) == 3
+    assert await list_entries(redis, STREAM) == [] and await redis.xlen(STREAM) == length + 3
+    again = await console.post(path, json={"confirm": STREAM}, headers=ADMIN)
+    assert again.json()["replayed"] == [] and await redis.xlen(STREAM) == length + 3
+    audit = (await console.get("/api/audit")).json()["items"]
+    assert [(a["action"], a["outcome"]) for a in audit][:3] == [
+        ("replay all dead letters", "replayed 0"),
+        ("replay all dead letters", "replayed 3"),
+        ("replay all dead letters", f"refused: confirm must repeat the stream's name ({STREAM})"),
+    ]
+
+
+async def test_a_dead_consumers_pending_entries_go_to_the_group_and_a_live_one_handles_them(console, redis):
+    publisher = Publisher(redis, source="orders")
+    await redis.xgroup_create(STREAM, "payments", id="0", mkstream=True)
+    for n in range(3):
+        await publisher.publish(STREAM, order(n))
+    # payments-dead read all three and died before acking them.
+    await redis.xreadgroup("payments", "payments-dead", {STREAM: ">"}, count=10)
+    handled: list[str] = []
+    handlers: Handlers[OrderPlaced] = Handlers()
+
+    @handlers.on(OrderPlaced)
+    async def handle(event: OrderPlaced, context: HandlerContext) -> None:
+        handled.append(str(event.order_id))
+
+    # A live consumer that would wait 10 minutes before presuming another dead on its own.
+    options = ConsumerOptions(claim_idle_ms=600_000, block_ms=100, maintenance_interval_ms=50)
+    consumer = StreamConsumer(
+        redis, group="payments", consumer="payments-live", streams=[STREAM], handlers=handlers, options=options
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        # One new event makes the live consumer a member of the group (Redis 6 adds members on delivery).
+        await publisher.publish(STREAM, order(3))
+
+        async def live_member() -> bool:
+            return handled == [str(uuid.UUID(int=3))]
+
+        await eventually(live_member, what="the live consumer's first event")
+        path = f"/api/streams/{STREAM}/groups/payments/consumers/payments-dead/claim"
+        assert (await console.post(path, json={"confirm": "payments"}, headers=ADMIN)).status_code == 400
+        answer = await console.post(path, json={"confirm": "payments-dead"}, headers=ADMIN)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {
+            "stream": STREAM, "group": "payments", "consumer": "payments-dead", "claimed": 3, "to": "payments-live",
+            "removed": True,
+        }  # fmt: skip
+
+        async def all_handled() -> bool:
+            return len(handled) == 4
+
+        await eventually(all_handled, what="the handed-over entries handled by the live consumer")
+        assert (await redis.xpending(STREAM, "payments"))["pending"] == 0
+        gone = await console.post(path, json={"confirm": "payments-dead"}, headers=ADMIN)
+        assert gone.status_code == 404 and "no consumer payments-dead" in gone.json()["detail"]
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 10)
+    assert sorted(handled) == sorted(str(uuid.UUID(int=n)) for n in range(4))
+
+
+async def test_a_registered_or_only_consumer_is_not_claimed(console, redis):
+    await redis.xgroup_create(STREAM, "payments", id="0", mkstream=True)
+    await redis.xadd(STREAM, {b"envelope": b"{}"})
+    await redis.xreadgroup("payments", "payments-9", {STREAM: ">"}, count=1)
+    path = f"/api/streams/{STREAM}/groups/payments/consumers/payments-9/claim"
+    alone = await console.post(path, json={"confirm": "payments-9"}, headers=ADMIN)
+    assert alone.status_code == 409 and "only consumer" in alone.json()["detail"]
+    await redis.xreadgroup("payments", "payments-8", {STREAM: ">"}, count=1)
+    registry = RedisRegistry(redis, namespace="flotilla", ttl_seconds=30)
+    await registry.register(Instance(service="payments", instance_id="payments-9", url="http://127.0.0.1:1"))
+    alive = await console.post(path, json={"confirm": "payments-9"}, headers=ADMIN)
+    assert alive.status_code == 409 and "registered, live instance" in alive.json()["detail"]
+    assert (await redis.xpending(STREAM, "payments"))["pending"] == 1

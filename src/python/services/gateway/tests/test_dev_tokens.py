@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flotilla_kit.cli import EXIT_USAGE, main
+from flotilla_kit.tokens import TokenVerifier
 from gateway.__main__ import SERVICE
-from gateway.auth import TokenVerifier
 
 
 def test_a_minted_token_is_accepted_by_the_verifier_with_its_subject_and_roles(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from stack.node import NodeUnavailable, find_service
 from stack.runner import SERVICES
 from stack.state import StackState, alive, read_state
 
@@ -79,6 +81,15 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _node_instances() -> list[str]:
+    """The Node.js service `up` starts when Node.js and its packages are here (stack.node)."""
+    try:
+        find_service()
+    except NodeUnavailable:
+        return []
+    return ["loyalty-1"]
+
+
 def _environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(entry.decode().partition("=")[::2] for entry in raw if b"=" in entry)
@@ -106,6 +117,7 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     assert sorted(i.instance for i in state.instances) == sorted(
         ["redis", "console-1", "catalog-1", "inventory-1", "orders-1", "orders-2", "payments-1", "notifications-1"]
         + ["gateway-1"]
+        + _node_instances()
     )
 
     assert httpx.get(f"http://127.0.0.1:{port}/api/catalog/products", timeout=10).status_code == 200
@@ -148,15 +160,21 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     assert "card declined" in table[2] and "cancelled" in table[2] and "declined" in table[2], demo.stdout
     assert "UNEXPECTED" not in demo.stdout and "every order reached its expected final state" in demo.stdout
 
-    # The console `up` printed has the demo's traces: every service sends its spans to it.
-    assert state.console_url and f"the console (services, streams, traces): {state.console_url}" in output
+    # The console `up` printed has the demo's traces: every service sends its spans to it. Its
+    # one-time login link opens a session; `stack login` prints another.
+    assert state.console_url
+    [link] = re.findall(rf"a one-time login link: ({re.escape(state.console_url)}/login\?token=\S+)", output)
+    browser = httpx.Client(timeout=10)
+    assert browser.get(f"{state.console_url}/api/traces").status_code == 401
+    assert browser.get(link, follow_redirects=True).status_code == 200
     eventually_sync(
-        lambda: bool(
-            httpx.get(f"{state.console_url}/api/traces", params={"service": "orders"}, timeout=10).json()["items"]
-        ),
+        lambda: bool(browser.get(f"{state.console_url}/api/traces", params={"service": "orders"}).json()["items"]),
         timeout=30,
         what="the orders service's traces in the console",
     )
+    another = _stack("login", data_dir=data_dir)
+    assert another.returncode == 0 and another.stdout.startswith(f"{state.console_url}/login?token="), another.stderr
+    assert httpx.get(another.stdout.strip(), timeout=10).status_code == 303
 
     catalog_logs = _stack("logs", "catalog-1", data_dir=data_dir)
     assert catalog_logs.returncode == 0, catalog_logs.stderr

@@ -1,6 +1,7 @@
 """Bearer token verification (RS256 or EdDSA JWTs) and the caller identity it yields.
 
-The identity is written into headers of every upstream request (``x-caller-id``,
+The gateway verifies every public request with it; the console verifies its operators' tokens.
+The gateway writes the identity into headers of every upstream request (``x-caller-id``,
 ``x-caller-roles``), so a token is accepted only when its identity is made of safe identifiers,
 whoever signed it: a line break there would end the header and let the token's author write
 headers, or a whole second request, of their choosing (issue 10). The rules:
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-# Asymmetric only: the gateway holds no secret that could mint tokens.
+# Asymmetric only: a verifier holds no secret that could mint tokens.
 _ALGORITHMS = {RSAPublicKey: "RS256", Ed25519PublicKey: "EdDSA"}
 
 SAFE_SUBJECT = re.compile(r"[!-~]{1,256}")
@@ -40,6 +41,7 @@ MAX_ROLES = 64
 class Caller:
     id: str
     roles: frozenset[str]
+    expires_at: float | None = None  # the token's exp (unix seconds)
 
 
 class TokenRejected(Exception):
@@ -80,7 +82,7 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenRejected("the Authorization header must be 'Bearer <token>'")
         if not self._keys:
-            raise TokenRejected("this gateway has no key to verify tokens with")
+            raise TokenRejected("no key to verify tokens with is configured")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -115,7 +117,7 @@ class TokenVerifier:
             return self._keys[None]
         if len(self._keys) == 1:
             return next(iter(self._keys.values()))
-        raise TokenRejected("token names no key this gateway knows (kid)")
+        raise TokenRejected("token names no key known here (kid)")
 
 
 def _caller_of(claims: dict[str, Any]) -> Caller:
@@ -128,7 +130,10 @@ def _caller_of(claims: dict[str, Any]) -> Caller:
         raise TokenRejected(
             f"the roles claim is not a safe identifier list (at most {MAX_ROLES}, each 1 to 64 of A-Z a-z 0-9 _ . : -)"
         )
-    return Caller(id=subject, roles=frozenset(roles))
+    expires = claims["exp"]
+    return Caller(
+        id=subject, roles=frozenset(roles), expires_at=float(expires) if isinstance(expires, int | float) else None
+    )
 
 
 def _read_pem(path: str) -> Any:

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from gateway.auth import KeyConfigError, TokenRejected, TokenVerifier
+from flotilla_kit.tokens import KeyConfigError, TokenRejected, TokenVerifier
 
 
 def _pem(private_key) -> bytes:

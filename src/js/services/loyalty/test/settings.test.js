@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DEFAULT_ASYNCAPI_FILE, SettingsError, loadSettings } from "../lib/settings.js";
+
+test("the defaults name the instance after the host and port, and read the repository's AsyncAPI document", () => {
+  const settings = loadSettings({ REDIS_URL: "redis://127.0.0.1:6379/0" });
+  assert.equal(settings.port, 8007);
+  assert.match(settings.instanceId, /-8007$/);
+  assert.equal(settings.publicUrl, "http://127.0.0.1:8007");
+  assert.equal(settings.asyncapiFile, DEFAULT_ASYNCAPI_FILE);
+  assert.match(DEFAULT_ASYNCAPI_FILE, /\/docs\/asyncapi\.json$/);
+});
+
+test("variables named as the Python services' set the same things", () => {
+  const settings = loadSettings({
+    REDIS_URL: "redis://r:6379/1",
+    PORT: "9001",
+    HOST: "0.0.0.0",
+    INSTANCE_ID: "loyalty-2",
+    PUBLIC_URL: "http://loyalty:9001/",
+    DISCOVERY: "redis",
+    STREAM_CLAIM_IDLE_SECONDS: "1.5",
+  });
+  assert.deepEqual(
+    [settings.port, settings.instanceId, settings.publicUrl, settings.discovery, settings.claimIdleMs],
+    [9001, "loyalty-2", "http://loyalty:9001", "redis", 1500],
+  );
+});
+
+test("every bad value is reported at once, naming its variable", () => {
+  assert.throws(
+    () => loadSettings({ REDIS_URL: "localhost", PORT: "70000", DISCOVERY: "zookeeper", LOG_JSON: "maybe" }),
+    (error) =>
+      error instanceof SettingsError &&
+      error.problems.length === 4 &&
+      error.problems.includes('REDIS_URL="localhost": Expected a redis:// or rediss:// URL') &&
+      error.problems.some((p) => p.startsWith('PORT="70000": Expected an integer from 1 to 65535')) &&
+      error.problems.some((p) => p.startsWith('DISCOVERY="zookeeper": Expected one of: none, redis, static, dns')),
+  );
+});
+
+test("without REDIS_URL the service refuses to start, saying why it needs Redis", () => {
+  assert.throws(() => loadSettings({}), /REDIS_URL="": the loyalty service keeps its points in Redis/);
+});
