@@ -4,6 +4,8 @@ stream hop, and the console lists every instance from the discovery registry wit
 and traffic."""
 
 import sys
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,9 +13,13 @@ import pytest
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.redis import start_redis
+from flotilla_kit.testing.tokens import TokenIssuer
 from flotilla_kit.testing.waiting import eventually_sync
 
-ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
+ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}  # the catalog's caller, as the gateway sets it
+# The console's operators come with the gateway's tokens.
+ISSUER = TokenIssuer(Path(tempfile.mkdtemp(prefix="console-e2e-jwt-")))
+OPERATOR = ISSUER.bearer(sub="ops-1")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,7 @@ def platform(tmp_path_factory):
         return process
 
     try:
-        console = start("console")
+        console = start("console", JWT_PUBLIC_KEY_FILE=str(ISSUER.public_key_file))
         # The SDK's batch processor exports every 200 ms instead of every 5 s: the test sees spans sooner.
         tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": console.base_url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
         start("catalog", **tracing)
@@ -64,7 +70,7 @@ def test_a_request_to_a_service_shows_in_the_console_as_one_trace_across_the_str
     def trace_complete() -> bool:
         # Each service exports its spans in batches of its own, in any order: wait for the whole
         # trace (the root, inventory's part, and no span whose parent has not arrived yet).
-        response = httpx.get(f"{console.base_url}/api/traces/{trace_id}", timeout=10)
+        response = httpx.get(f"{console.base_url}/api/traces/{trace_id}", headers=OPERATOR, timeout=10)
         if response.status_code != 200 or "inventory" not in response.json()["trace"]["services"]:
             return False
         ids = {span["span_id"] for span in response.json()["spans"]}
@@ -73,7 +79,7 @@ def test_a_request_to_a_service_shows_in_the_console_as_one_trace_across_the_str
         return has_root and all(not parent or parent in ids for parent in parents)
 
     eventually_sync(trace_complete, timeout=60, what="the product's whole trace in the console, through inventory")
-    trace = httpx.get(f"{console.base_url}/api/traces/{trace_id}", timeout=10).json()
+    trace = httpx.get(f"{console.base_url}/api/traces/{trace_id}", headers=OPERATOR, timeout=10).json()
     spans = {span["span_id"]: span for span in trace["spans"]}
     [root] = [span for span in spans.values() if not span["parent_span_id"]]
     assert (root["service"], root["kind"], root["name"]) == ("catalog", "SERVER", "POST /products")
@@ -85,7 +91,10 @@ def test_a_request_to_a_service_shows_in_the_console_as_one_trace_across_the_str
     assert all(span["parent_span_id"] in spans for span in spans.values() if span is not root)
 
     found = httpx.get(
-        f"{console.base_url}/api/traces", params={"service": "catalog", "operation": "POST /products"}, timeout=10
+        f"{console.base_url}/api/traces",
+        params={"service": "catalog", "operation": "POST /products"},
+        headers=OPERATOR,
+        timeout=10,
     ).json()["items"]
     assert trace_id in [item["trace_id"] for item in found]
 
@@ -94,7 +103,7 @@ def test_the_services_view_lists_every_registered_instance_ready_with_its_versio
     console, catalog = platform["console"], platform["catalog"]
 
     def instances() -> dict[str, dict]:
-        items = httpx.get(f"{console.base_url}/api/services", timeout=10).json()["items"]
+        items = httpx.get(f"{console.base_url}/api/services", headers=OPERATOR, timeout=10).json()["items"]
         return {item["instance_id"]: item for item in items}
 
     eventually_sync(lambda: set(instances()) == {"console-1", "catalog-1", "inventory-1"}, what="three instances")

@@ -1,24 +1,33 @@
 """The console in a real browser against the whole shop as processes: log in with a one-time link, see
-every service, watch a group's lag grow while its consumer is stopped and shrink when it is back, and
-follow an order from the sagas page to its trace across the services and their stream hops."""
+every service, watch a group's lag grow while its consumer is stopped and shrink when it is back,
+follow an order from the sagas page to its trace across the services and their stream hops, hand a
+dead consumer's entries to its group, and replay a dead letter whose effect then happens once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
 from collections.abc import Iterator
 
 import httpx
+import msgspec
 import pytest
-from console.tests.browsing import WAIT_SECONDS, log_in, needs_chromium, wait_for_text
+from console.tests.browsing import WAIT_SECONDS, click, log_in, needs_chromium, wait_for_text, wait_until
 from e2e.shop import final_order, new_product, place_order
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from stack.runner import SERVICES, Platform, running_platform
 
+from flotilla_contracts.events import ORDERS_EVENTS
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
+from flotilla_kit.testing.waiting import eventually_sync
+from flotilla_redis.factory import create_redis
+from flotilla_streams.dlq import DeadLetter, dead_letter, list_entries
+from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 
 pytestmark = needs_chromium
 SECRET = "stack-browser-test-" + uuid.uuid4().hex
@@ -32,6 +41,9 @@ def stack(tmp_path_factory) -> Iterator[tuple[Platform, ServiceProcess]]:
     console_port = free_port()
     tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{console_port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
     env = {name: dict(tracing) for name in (*SERVICES, "gateway")}
+    # A live consumer waits 10 minutes before taking a silent one's entries itself: the hand-over
+    # test decides when they move.
+    env["notifications"]["STREAM_CLAIM_IDLE_SECONDS"] = "600"
     with running_platform(directory, env=env) as platform:
         console = ServiceProcess(
             [sys.executable, "-m", "console", "serve", "--port", str(console_port)],
@@ -45,6 +57,7 @@ def stack(tmp_path_factory) -> Iterator[tuple[Platform, ServiceProcess]]:
                 "INSTANCE_ID": "console-1",
                 "DATABASE_URL": f"sqlite:///{directory}/console.db",
                 "CONSOLE_SECRET": SECRET,
+                "CONSOLE_WRITE": "true",
                 "JWT_PUBLIC_KEY_FILE": str(directory / "public.pem"),  # the gateway's: the same tokens
             },
         )
@@ -72,9 +85,7 @@ def test_an_operator_follows_the_shop_from_services_to_lag_to_an_orders_trace(st
     browser.delete_all_cookies()
     log_in(browser, console.base_url, SECRET)
     browser.get(f"{console.base_url}/#/services")
-    WebDriverWait(browser, WAIT_SECONDS).until(
-        lambda d: _services_shown(d) >= {*SERVICES, "console"}, "every service's instance on the services page"
-    )
+    wait_until(browser, lambda d: _services_shown(d) >= {*SERVICES, "console"}, "every service on the services page")
     browser.save_screenshot(str(screenshots / "stack-services.png"))
 
     with platform.client("admin", sub="admin-1") as admin, platform.client("customer", sub="c-1") as customer:
@@ -89,26 +100,22 @@ def test_an_operator_follows_the_shop_from_services_to_lag_to_an_orders_trace(st
         for _ in range(3):
             assert place_order(customer, [(product, 1)]).status_code == 201
         browser.get(f"{console.base_url}/#/streams")
-        WebDriverWait(browser, WAIT_SECONDS).until(
-            lambda d: (_group_lag(d, "orders.events", "notifications") or 0) >= 3, "the lag to grow to 3"
-        )
+        wait_until(browser, lambda d: (_group_lag(d, "orders.events", "notifications") or 0) >= 3, "the lag to grow")
         browser.save_screenshot(str(screenshots / "stack-streams-lagging.png"))
         platform.start("notifications")
-        WebDriverWait(browser, 60).until(
-            lambda d: _group_lag(d, "orders.events", "notifications") == 0, "the lag to shrink to 0"
-        )
+        wait_until(browser, lambda d: _group_lag(d, "orders.events", "notifications") == 0, "the lag to drop", 60)
 
     # From the sagas page to the order's timeline, and on to its trace.
     browser.get(f"{console.base_url}/#/sagas?status=confirmed")
     wait_for_text(browser, order_id)
     browser.save_screenshot(str(screenshots / "stack-sagas.png"))
-    browser.find_element(By.LINK_TEXT, order_id).click()
+    click(browser, By.LINK_TEXT, order_id)
     wait_for_text(browser, "Timeline")
     timeline = browser.find_element(By.CSS_SELECTOR, ".timeline").text
     assert "placed" in timeline and "confirmed" in timeline
-    browser.find_element(By.ID, "order-traces").click()
+    click(browser, By.ID, "order-traces")
     wait_for_text(browser, "gateway: POST /api/orders")  # the trace starts at the gateway
-    browser.find_element(By.CSS_SELECTOR, "#view table a").click()
+    click(browser, By.CSS_SELECTOR, "#view table a")
     # The order's trace crosses the stream hops: the saga's consumers handled its events in it.
     wait_for_text(browser, "process orders.events")
     view = browser.find_element(By.ID, "view").text
@@ -126,3 +133,98 @@ def test_the_sagas_are_an_admins_view_as_orders_decides(stack):
     admin = {"authorization": f"Bearer {platform.token('admin', sub='ops-1')}"}
     counts = httpx.get(url, headers=admin, timeout=10)
     assert counts.status_code == 200 and set(counts.json()) == {"by_status", "stuck"}
+
+
+def _strand_entries(platform: Platform, order_id: str) -> str:
+    """What a notifications instance that died mid-work leaves: it read the group's backlog and never
+    acked it, and the OrderConfirmed of ``order_id`` failed so often that it went to the dead letters
+    (say, the mail server was down). Returns that dead letter's id."""
+
+    async def strand() -> str:
+        client = create_redis(platform.redis_server.url)
+        try:
+            read = await client.xreadgroup("notifications", "notifications-gone", {ORDERS_EVENTS: ">"}, count=1000)
+            entries = read[0][1] if read else []
+            confirmed = [
+                (entry_id, fields)
+                for entry_id, fields in entries
+                if (envelope := decode(fields[ENVELOPE_FIELD])).type == "orders.OrderConfirmed"
+                and msgspec.json.decode(envelope.payload)["order_id"] == order_id
+            ]
+            assert len(confirmed) == 1, entries
+            entry_id, fields = confirmed[0]
+            failed = DeadLetter(entry_id, fields, "SMTPServerDisconnected: the mail server went away", 5)
+            await dead_letter(client, ORDERS_EVENTS, "notifications", "notifications-gone", [failed])
+            return (await list_entries(client, ORDERS_EVENTS))[-1].id
+        finally:
+            await client.aclose()
+
+    return asyncio.run(strand())
+
+
+def _answer_prompt(driver, text: str | None = None) -> None:
+    alert = WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.alert_is_present())
+    if text is not None:
+        alert.send_keys(text)
+    alert.accept()
+
+
+def test_an_admin_hands_over_a_dead_consumers_entries_and_replays_a_dead_letter_whose_effect_happens_once(
+    stack, browser, screenshots
+):
+    platform, console = stack
+    browser.delete_all_cookies()
+    log_in(browser, console.base_url, SECRET)
+    with platform.client("admin", sub="admin-1") as admin, platform.client("customer", sub="c-3") as customer:
+        product = new_product(admin, stock=100)
+        platform.stop("notifications")
+        placed = place_order(customer, [(product, 1)])
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["id"]
+        assert final_order(customer, order_id)["status"] == "confirmed"
+        letter = _strand_entries(platform, order_id)
+        stranded = platform.stats(ORDERS_EVENTS, "notifications")
+        assert stranded is not None and stranded.pending > 0
+        platform.start("notifications")
+        # One more order makes the new instance a member of the group (Redis 6 adds members on delivery).
+        second = place_order(customer, [(product, 1)]).json()["id"]
+        assert final_order(customer, second)["status"] == "confirmed"
+
+        def notified(order: str) -> int:
+            answer = admin.get("/api/notifications", params={"order_id": order})
+            assert answer.status_code == 200, answer.text
+            return len(answer.json()["items"])
+
+        eventually_sync(lambda: notified(second) == 1, what="the second order's notification")
+
+        browser.get(f"{console.base_url}/#/streams")
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "button[data-claim='notifications-gone']"), "")
+        browser.save_screenshot(str(screenshots / "stack-streams-dead-consumer.png"))
+        click(browser, By.CSS_SELECTOR, "button[data-claim='notifications-gone']")
+        _answer_prompt(browser, "notifications-gone")  # typed again: the confirmation
+        wait_until(browser, lambda d: "to notifications." in d.find_element(By.ID, "status").text, "the hand-over")
+        eventually_sync(
+            lambda: (stats := platform.stats(ORDERS_EVENTS, "notifications")) is not None and stats.pending == 0,
+            timeout=60,
+            what="the handed-over entries handled by the live notifications instance",
+        )
+        assert notified(order_id) == 0  # its OrderConfirmed is a dead letter, not handled
+
+        browser.get(f"{console.base_url}/#/dlq/{ORDERS_EVENTS}/{letter}")
+        wait_for_text(browser, "SMTPServerDisconnected")
+        browser.save_screenshot(str(screenshots / "stack-dead-letter.png"))
+        click(browser, By.ID, "replay")
+        _answer_prompt(browser)
+        wait_for_text(browser, "Replayed.")
+        eventually_sync(lambda: notified(order_id) == 1, timeout=60, what="the replayed event's notification")
+        eventually_sync(
+            lambda: (stats := platform.stats(ORDERS_EVENTS, "notifications")) is not None and stats.pending == 0,
+            what="the replayed event acked",
+        )
+        assert notified(order_id) == 1 and notified(second) == 1  # once each
+
+    browser.get(f"{console.base_url}/#/audit")
+    wait_for_text(browser, "replay dead letter")
+    audit = browser.find_element(By.ID, "view").text
+    assert "claim pending entries" in audit and "console-login" in audit
+    browser.save_screenshot(str(screenshots / "stack-audit.png"))

@@ -63,8 +63,12 @@ def test_every_required_setting_and_every_credential_the_service_needs_is_provid
         assert environment["REDIS_URL"] == {"secretKeyRef": {"name": f"{service.name}-credentials", "key": "REDIS_URL"}}
         if service.has_database:
             assert "DATABASE_URL" in environment, service.name
-        if service.name == "gateway":
+        if service.name in ("gateway", "console"):  # both verify the gateway's tokens
             assert environment["JWT_PUBLIC_KEY_FILE"].startswith(manifests.JWT_KEY_DIRECTORY + "/")
+        if service.name == "console":  # the same secret in every replica and restart: sessions survive them
+            assert environment["CONSOLE_SECRET"] == {
+                "secretKeyRef": {"name": "console-credentials", "key": "CONSOLE_SECRET"}
+            }
 
 
 def test_the_consumer_name_is_the_pod_name_and_discovery_is_by_the_services_dns_names(
@@ -100,6 +104,8 @@ def _loadable_environment(service: ServiceFacts, environment: dict[str, Any]) ->
     plain["REDIS_URL"] = "redis://redis:6379/0"
     if not isinstance(environment.get("DATABASE_URL", ""), str):
         plain["DATABASE_URL"] = "postgresql://user:secret@postgres/db"
+    if "CONSOLE_SECRET" in environment:
+        plain["CONSOLE_SECRET"] = "s" * 32
     return plain
 
 

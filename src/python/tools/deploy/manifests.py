@@ -36,8 +36,10 @@ PART_OF = "flotilla"
 ENTRY_POINTS = {"gateway"}
 # Services whose state lives in the pod, so replicas would split it: one replica, no autoscaler.
 POD_LOCAL_STATE = {"console": "/data"}
-# Where the gateway finds the token verification key (a Secret mounted as files).
+# Where the gateway and the console find the token verification key (the Secret gateway-jwt, mounted
+# as files): the console's operators log in with the gateway's tokens.
 JWT_KEY_DIRECTORY = "/etc/flotilla/jwt"
+TOKEN_VERIFIERS = {"gateway", "console"}
 # Read by KEDA's redis-streams scaler from the container's environment, not by the service.
 KEDA_ENV = ("REDIS_ADDRESS", "REDIS_PASSWORD")
 # Scale one more consumer replica per this many entries of lag (per stream of the group).
@@ -82,7 +84,7 @@ def settings_values(service: ServiceFacts) -> dict[str, str]:
         values["OTEL_EXPORTER_OTLP_ENDPOINT"] = DNS_TEMPLATE.format(service="console")
     if service.name in POD_LOCAL_STATE:
         values["DATABASE_URL"] = f"sqlite+aiosqlite:///{POD_LOCAL_STATE[service.name]}/{service.name}.db"
-    if service.name == "gateway":
+    if service.name in TOKEN_VERIFIERS:
         values["JWT_PUBLIC_KEY_FILE"] = f"{JWT_KEY_DIRECTORY}/public.pem"
     return values
 
@@ -94,6 +96,8 @@ def secret_keys(service: ServiceFacts) -> list[str]:
         keys.append("DATABASE_URL")
     if service.consumes:
         keys.extend(KEDA_ENV)
+    if service.name == "console":  # signs its login links and sessions: the same in every replica and restart
+        keys.append("CONSOLE_SECRET")
     return sorted(keys)
 
 
@@ -119,7 +123,7 @@ def deployment(service: ServiceFacts) -> dict[str, Any]:
     if service.name in POD_LOCAL_STATE:
         volumes.append({"name": "data", "emptyDir": {}})
         mounts.append({"name": "data", "mountPath": POD_LOCAL_STATE[service.name]})
-    if service.name == "gateway":
+    if service.name in TOKEN_VERIFIERS:
         volumes.append({"name": "jwt", "secret": {"secretName": "gateway-jwt"}})
         mounts.append({"name": "jwt", "mountPath": JWT_KEY_DIRECTORY, "readOnly": True})
 

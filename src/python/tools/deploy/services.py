@@ -140,6 +140,7 @@ def all_services() -> list[ServiceFacts]:
 def services_in_checkout(root: Path) -> set[str] | None:
     """Folders of src/python/services whose BUILD has a pex_binary; None outside a checkout."""
     services = root / "src" / "python" / "services"
-    if not services.is_dir():
+    builds = list(services.glob("*/BUILD")) if services.is_dir() else []
+    if not builds:  # no folder, or sources without their BUILD files (a test's sandbox): not a checkout
         return None
-    return {build.parent.name for build in services.glob("*/BUILD") if "pex_binary(" in build.read_text()}
+    return {build.parent.name for build in builds if "pex_binary(" in build.read_text()}

@@ -19,7 +19,12 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(pex, tmp_path):
 def test_migrate_applies_the_schema_once(pex, tmp_path):
     pex.check_migrations(
         tmp_path / "catalog.db",
-        ["0001_create_products", "0002_add_messaging_tables", "0003_search_and_listing_indexes"],
+        [
+            "0001_create_products",
+            "0002_add_messaging_tables",
+            "0003_search_and_listing_indexes",
+            "0004_search_in_sku_order",
+        ],
         downgrade=False,
     )
 
@@ -29,8 +34,8 @@ def test_migrate_downgrades_from_the_pex_and_refuses_an_unknown_revision(pex, tm
     assert pex.migrate(database=database).returncode == 0
     down = pex.migrate("--downgrade", "-1", database=database)
     assert down.returncode == 0, down.stderr
-    assert "reverted  0003_search_and_listing_indexes" in down.stdout
-    assert "pending  0003_search_and_listing_indexes" in pex.migrate("--status", database=database).stdout
+    assert "reverted  0004_search_in_sku_order" in down.stdout
+    assert "pending  0004_search_in_sku_order" in pex.migrate("--status", database=database).stdout
     unknown = pex.migrate("--downgrade", "0042", database=database)
     assert unknown.returncode == 2
     assert "catalog: catalog.migrations: Can't locate revision identified by '0042'" in unknown.stderr

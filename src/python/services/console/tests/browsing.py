@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from console.sessions import Sessions
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -66,3 +67,23 @@ def log_in(driver, base_url: str, secret: str) -> None:
 
 def wait_for_text(driver, text: str) -> None:
     WebDriverWait(driver, WAIT_SECONDS).until(expected_conditions.text_to_be_present_in_element((By.ID, "view"), text))
+
+
+def click(driver, by: str, value: str) -> None:
+    """Click the element once it is there. Polling pages redraw every 2 s, so an element found a moment
+    ago may be gone (stale): find it again and retry until the deadline."""
+
+    def clicked(d) -> bool:
+        d.find_element(by, value).click()
+        return True
+
+    WebDriverWait(
+        driver, WAIT_SECONDS, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(clicked, f"clicking {value}")
+
+
+def wait_until(driver, condition, what: str, timeout: float = WAIT_SECONDS) -> None:
+    """Wait for ``condition(driver)``; elements going stale in a redraw count as "not yet"."""
+    WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        condition, what
+    )

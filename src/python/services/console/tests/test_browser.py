@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from console.tests.browsing import WAIT_SECONDS, log_in, needs_chromium, wait_for_text
+from console.tests.browsing import WAIT_SECONDS, click, log_in, needs_chromium, wait_for_text
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -147,9 +147,9 @@ def test_an_operator_sees_services_and_streams_replays_a_dead_letter_and_follows
         assert "1 dead letter" in view and "orders-1" in view
         browser.save_screenshot(str(screenshots / "streams.png"))
 
-        browser.find_element(By.LINK_TEXT, "1 dead letter").click()
+        click(browser, By.LINK_TEXT, "1 dead letter")
         wait_for_text(browser, "ValueError: no such order")
-        browser.find_element(By.LINK_TEXT, dead_letter_id).click()
+        click(browser, By.LINK_TEXT, dead_letter_id)
         wait_for_text(browser, '"amount": 450')
         browser.save_screenshot(str(screenshots / "dead-letter.png"))
         browser.find_element(By.ID, "replay").click()

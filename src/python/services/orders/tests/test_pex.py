@@ -17,7 +17,7 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(pex, tmp_path):
 
 
 def test_migrate_applies_the_schema_once_and_downgrades(pex, tmp_path):
-    pex.check_migrations(tmp_path / "orders.db", ["0001_create_orders"])
+    pex.check_migrations(tmp_path / "orders.db", ["0001_create_orders", "0002_index_orders_by_state"])
 
 
 def test_the_pex_serves_the_api_on_its_embedded_defaults_and_stops_cleanly(pex, tmp_path, redis_server):

@@ -22,7 +22,13 @@ def document(orders_service):
 def test_the_document_has_every_operation(document):
     """Guards the fuzzing below against passing vacuously on a document that lost operations."""
     labels = {result.ok().label for result in document.get_all_operations()}
-    assert labels == {"GET /orders", "POST /orders", "GET /orders/{order_id}"}
+    assert labels == {
+        "GET /orders",
+        "POST /orders",
+        "GET /orders/{order_id}",
+        "GET /orders/sagas",
+        "GET /orders/sagas/counts",
+    }
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "customer"])

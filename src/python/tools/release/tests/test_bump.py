@@ -75,7 +75,17 @@ def test_something(handlers):
 def repo(tmp_path: Path) -> Path:
     """A scratch repository: a copy of flotilla_contracts (VERSION, snapshot) and four small services."""
     libs = tmp_path / "src/python/libs"
-    shutil.copytree(REAL_CONTRACTS, libs / "flotilla_contracts", ignore=shutil.ignore_patterns("__pycache__"))
+    contracts = libs / "flotilla_contracts"
+    shutil.copytree(REAL_CONTRACTS, contracts, ignore=shutil.ignore_patterns("__pycache__"))
+    # The copy is released as 0.1.0 with today's models, whatever the real lib's version: the tests
+    # read versions and changes against that baseline.
+    (contracts / "VERSION").write_text("0.1.0\n")
+    for snapshot in (contracts / "schemas").glob("*.json"):
+        snapshot.unlink()
+    baseline = schemas.build_document(
+        schemas.defined_structs(schemas.lib_modules("flotilla_contracts")), lib="flotilla_contracts", version="0.1.0"
+    )
+    (contracts / "schemas/0.1.0.json").write_text(schemas.dumps(baseline))
     (libs / "orders_client").mkdir()
     (libs / "orders_client/VERSION").write_text("0.1.0\n")
     (libs / "flotilla_http").mkdir()
