@@ -19,7 +19,7 @@ from flotilla_kit.testing.waiting import eventually_sync
 ADMIN = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}  # the catalog's caller, as the gateway sets it
 # The console's operators come with the gateway's tokens.
 ISSUER = TokenIssuer(Path(tempfile.mkdtemp(prefix="console-e2e-jwt-")))
-OPERATOR = ISSUER.bearer(sub="ops-1")
+OPERATOR = ISSUER.bearer("operator", sub="ops-1")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,8 @@ def platform(tmp_path_factory):
         tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": console.base_url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
         start("catalog", **tracing)
         # The inventory's exporter compresses: the console inflates what a real SDK sends gzipped.
-        start("inventory", **tracing, OTEL_EXPORTER_OTLP_COMPRESSION="gzip")
+        # ... and keeps /metrics and /info on its internal port, which it registers for the console to probe.
+        start("inventory", **tracing, OTEL_EXPORTER_OTLP_COMPRESSION="gzip", INTERNAL_PORT=str(free_port()))
         yield started
     finally:
         for process in reversed(list(started.values())):
@@ -124,7 +125,12 @@ def test_the_services_view_lists_every_registered_instance_ready_with_its_versio
         catalog.base_url,
     )
     assert item["error_ratio"] == 0.0 and item["p50_ms"] > 0 and item["started_at"] > 0
-    assert instances()["inventory-1"]["ready"] is True
+    inventory = instances()["inventory-1"]
+    assert inventory["ready"] is True and inventory["version"] == "0.1.0" and inventory["git_revision"]
+    eventually_sync(
+        lambda: instances()["inventory-1"]["requests_per_second"] is not None,
+        what="the inventory's rate, read from /metrics on its internal port",
+    )
 
     page = httpx.get(f"{console.base_url}/", timeout=10)
     assert page.status_code == 200 and 'src="static/console.js"' in page.text

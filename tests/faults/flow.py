@@ -135,8 +135,11 @@ def final_states(admin: httpx.Client, orders: list[str], timeout: float = 120.0)
 
 
 def outcome(platform: Platform, admin: httpx.Client, orders: list[str]) -> Outcome:
-    """Counts for ``orders``, which must all be final (see ``final_states``)."""
+    """Counts for ``orders``, which must all be final (see ``final_states``), once every group has
+    drained: an order is confirmed before inventory commits its reservation and notifications sends
+    its message (both follow OrderConfirmed), and a killed consumer's entries wait for their reclaim."""
     states = Counter(order["status"] for order in final_states(admin, orders).values())
+    platform.wait_until_drained()
     reservations: Counter[str] = Counter()
     payments: Counter[str] = Counter()
     notifications: Counter[int] = Counter()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from deploy.cli import main
-from deploy.render import stale
+from deploy.render import HEADER, stale
 from k8s.conftest import MANIFESTS
 
 
@@ -30,17 +30,32 @@ def test_check_exits_non_zero_naming_a_changed_a_missing_and_an_extra_file(
     assert main(["render", "--check", "--output", str(copy)]) == 0
     (copy / "base" / "orders" / "deployment.yaml").write_text("edited by hand\n")
     (copy / "base" / "catalog" / "pdb.yaml").unlink()
-    (copy / "base" / "catalog" / "leftover.yaml").write_text("kind: ConfigMap\n")
+    (copy / "base" / "catalog" / "leftover.yaml").write_text(HEADER + "kind: ConfigMap\n")
     capsys.readouterr()
     assert main(["render", "--check", "--output", str(copy)]) == 1
     errors = capsys.readouterr().err
     assert f"stale: {copy}/base/orders/deployment.yaml" in errors
     assert f"missing: {copy}/base/catalog/pdb.yaml" in errors
     assert f"not rendered any more: {copy}/base/catalog/leftover.yaml" in errors
-    # render puts it right again, and removes what it no longer renders
+    # render puts it right again, and removes what an earlier render wrote and it no longer renders
     assert main(["render", "--output", str(copy)]) == 0
     assert main(["render", "--check", "--output", str(copy)]) == 0
     assert not (copy / "base" / "catalog" / "leftover.yaml").exists()
+
+
+def test_check_names_a_hand_written_yaml_among_the_manifests_which_render_keeps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(MANIFESTS, copy)
+    (copy / "base" / "catalog" / "notes.yaml").write_text("kind: ConfigMap\n")
+    assert main(["render", "--check", "--output", str(copy)]) == 1
+    assert (
+        f"not rendered (render keeps it: remove it by hand): {copy}/base/catalog/notes.yaml" in capsys.readouterr().err
+    )
+    assert main(["render", "--output", str(copy)]) == 0
+    assert f"kept {copy}/base/catalog/notes.yaml" in capsys.readouterr().err
+    assert (copy / "base" / "catalog" / "notes.yaml").read_text() == "kind: ConfigMap\n"
 
 
 def test_an_output_that_is_a_file_is_refused_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

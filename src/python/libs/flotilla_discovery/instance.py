@@ -13,6 +13,8 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
     url: str  # base URL, e.g. "http://127.0.0.1:8001"
     version: str = ""
     started_at: float = 0.0  # unix seconds
+    # Where its /metrics and /info answer when they are kept off ``url`` (INTERNAL_PORT); empty: on ``url``.
+    internal_url: str = ""
 
 
 instance_encoder = msgspec.json.Encoder()

@@ -79,6 +79,7 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
         url=settings.resolved_public_url(),
         version=app.state.service_version,
         started_at=time.time(),
+        internal_url=settings.resolved_internal_url(),
     )
     restarts = Counter(
         "flotilla_discovery_heartbeat_restarts_total",

@@ -99,8 +99,14 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     def resolved_public_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
-        return f"http://{host}:{self.port}"
+        return f"http://{self._reachable_host()}:{self.port}"
+
+    def resolved_internal_url(self) -> str:
+        """Where /metrics and /info answer when INTERNAL_PORT is set (empty otherwise: on the public URL)."""
+        return f"http://{self._reachable_host()}:{self.internal_port}" if self.internal_port else ""
+
+    def _reachable_host(self) -> str:
+        return self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///.data/{self.service_name}.db"

@@ -5,6 +5,7 @@ attempt is audited (who, what, when, how it ended), refused ones included."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -15,16 +16,28 @@ from console.auth import operator_of, require_operator
 from console.instances import InstanceProber
 from console.models import AuditEntry
 from console.settings import ConsoleSettings
-from litestar import Controller, Request, post
+from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
+from litestar.types import ExceptionHandlersMap
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flotilla_kit.db import Database
 from flotilla_kit.identity import ADMIN_ROLE
 from flotilla_kit.openapi import problem_responses
-from flotilla_kit.problems import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from flotilla_kit.problems import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Problem,
+    ProblemDetails,
+    ServiceUnavailable,
+    problem_response,
+)
 from flotilla_streams import dlq
 
 _audit = cast(sa.Table, AuditEntry.__table__)
@@ -33,6 +46,18 @@ _audit = cast(sa.Table, AuditEntry.__table__)
 _CLAIMED_IDLE_MS = 7 * 24 * 3600 * 1000
 # At most this many entries move per action; a larger backlog takes a second click.
 MAX_ENTRIES_PER_ACTION = 10_000
+# Stream, group and consumer names in paths: visible characters, no control characters, bounded.
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_MAX_ID_PART = 2**64 - 1
+# Removes a consumer from its group only if nothing is pending at it, in one step: an entry delivered
+# to it between a check and the removal would otherwise be dropped from the pending list for good.
+_DELETE_IF_IDLE = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1
+end
+return 0
+"""
 _REFUSALS = {
     401: "No authenticated operator.",
     403: "The console is read-only, the operator is not an admin, or a session's CSRF token is missing.",
@@ -59,9 +84,29 @@ class Claimed(msgspec.Struct, kw_only=True):
     removed: bool  # whether the dead consumer left the group (nothing pending at it any more)
 
 
+def redis_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
+    """Redis failing, or a key that is not what the console expects, as a problem, not a 500."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return problem_response(
+            request, 503, type_name="dependency-unavailable", detail=f"Redis cannot be reached: {exc}",
+            headers={"Retry-After": "2"},
+        )  # fmt: skip
+    if "WRONGTYPE" in str(exc):
+        return problem_response(request, 409, type_name="conflict", detail="that key holds no stream")
+    return problem_response(request, 502, type_name="redis-error", detail=f"Redis refused: {exc}")
+
+
+REDIS_PROBLEMS: ExceptionHandlersMap = {
+    RedisConnectionError: redis_problem,
+    RedisTimeoutError: redis_problem,
+    ResponseError: redis_problem,
+}
+
+
 class ActionsController(Controller):
     path = "/api"
     guards = [require_operator]
+    exception_handlers = REDIS_PROBLEMS
 
     @post(
         "/streams/{stream:str}/dead-letters/{dlq_id:str}/replay",
@@ -78,7 +123,7 @@ class ActionsController(Controller):
         data: JSONBody[Confirmation],
     ) -> Replayed:
         """Put one dead letter back on its stream, once; ``confirm`` repeats its id."""
-        async with _Action(request, db, "replay dead letter", f"{stream} {dlq_id}") as action:
+        async with _Action(request, db, "replay dead letter", f"{name_of(stream)} {dlq_id[:64]}") as action:
             entry_id = entry_id_of(dlq_id)
             action.confirmed(data.confirm == dlq_id, f"confirm must repeat the dead letter's id ({dlq_id})")
             async with _lock(state):
@@ -102,7 +147,7 @@ class ActionsController(Controller):
     ) -> Replayed:
         """Put every dead letter of ``stream`` back on it (the oldest first, at most 10,000 per call);
         ``confirm`` repeats the stream's name."""
-        async with _Action(request, db, "replay all dead letters", stream) as action:
+        async with _Action(request, db, "replay all dead letters", name_of(stream)) as action:
             action.confirmed(data.confirm == stream, f"confirm must repeat the stream's name ({stream})")
             client = redis_of(state)
             async with _lock(state):
@@ -129,19 +174,24 @@ class ActionsController(Controller):
     ) -> Claimed:
         """Hand a dead consumer's pending entries to the group's most recently active consumer, which
         handles them at its next reclaim pass, and remove the dead one from the group. Refused while
-        the consumer's instance is registered (its heartbeat says it is alive); ``confirm`` repeats
-        the consumer's name."""
-        async with _Action(request, db, "claim pending entries", f"{stream} {group} {consumer}") as action:
+        the consumer's instance is registered (its heartbeat says it is alive) or while it has read
+        or acked within CONSOLE_DEAD_CONSUMER_IDLE_SECONDS; entries delivered to it within that time
+        stay. ``confirm`` repeats the consumer's name."""
+        target = f"{name_of(stream)} {name_of(group)} {name_of(consumer)}"
+        async with _Action(request, db, "claim pending entries", target) as action:
             action.confirmed(data.confirm == consumer, f"confirm must repeat the consumer's name ({consumer})")
+            client = redis_of(state)
             prober: InstanceProber = state.prober
             if any(instance.instance_id == consumer for instance in await prober.registered()):
                 raise Conflict(f"{consumer} is a registered, live instance: stop it first, or let it work")
+            settings: ConsoleSettings = state.settings
+            min_idle_ms = int(settings.console_dead_consumer_idle_seconds * 1000)
             async with _lock(state):
-                result = await _hand_over(redis_of(state), stream, group, consumer)
+                result = await _hand_over(client, stream, group, consumer, min_idle_ms=min_idle_ms)
             return action.done(result, f"claimed {result.claimed} for {result.to}")
 
 
-async def _hand_over(client: redis.Redis, stream: str, group: str, consumer: str) -> Claimed:
+async def _hand_over(client: redis.Redis, stream: str, group: str, consumer: str, *, min_idle_ms: int) -> Claimed:
     try:
         members = await client.xinfo_consumers(stream, group)
     except ResponseError:
@@ -149,6 +199,12 @@ async def _hand_over(client: redis.Redis, stream: str, group: str, consumer: str
     by_name = {_text(member["name"]): member for member in members}
     if consumer not in by_name:
         raise NotFound(f"no consumer {consumer} in group {group} of {stream}")
+    idle_ms = int(by_name[consumer]["idle"])
+    if idle_ms < min_idle_ms:
+        raise Conflict(
+            f"{consumer} read or acked {idle_ms / 1000:.1f} s ago: it may be alive "
+            f"(a consumer is presumed dead after {min_idle_ms / 1000:g} s idle)"
+        )
     others = sorted((int(m["idle"]), name) for name, m in by_name.items() if name != consumer)
     if not others:
         raise Conflict(f"{consumer} is the only consumer of {group}: start another instance to take its entries")
@@ -157,15 +213,13 @@ async def _hand_over(client: redis.Redis, stream: str, group: str, consumer: str
         stream, group, min="-", max="+", count=MAX_ENTRIES_PER_ACTION, consumername=consumer
     )
     ids = [entry["message_id"] for entry in pending]
+    claimed: list[Any] = []
     if ids:
-        # JUSTID: a hand-over is not a delivery, so the entries' delivery counts stay as they are.
-        await client.xclaim(stream, group, target, 0, ids, idle=_CLAIMED_IDLE_MS, justid=True)
-    left = await client.xpending_range(stream, group, min="-", max="+", count=1, consumername=consumer)
-    removed = False
-    if not left:
-        await client.xgroup_delconsumer(stream, group, consumer)
-        removed = True
-    return Claimed(stream=stream, group=group, consumer=consumer, claimed=len(ids), to=target, removed=removed)
+        # Only entries idle as long as the consumer (one delivered since stays). JUSTID: a hand-over
+        # is not a delivery, so the entries' delivery counts stay as they are.
+        claimed = await client.xclaim(stream, group, target, min_idle_ms, ids, idle=_CLAIMED_IDLE_MS, justid=True)
+    removed = bool(await client.eval(_DELETE_IF_IDLE, 1, stream, group, consumer))
+    return Claimed(stream=stream, group=group, consumer=consumer, claimed=len(claimed), to=target, removed=removed)
 
 
 class _Action:
@@ -184,7 +238,10 @@ class _Action:
         elif ADMIN_ROLE not in self.operator.roles:
             refusal = Forbidden(f"{self.name} needs role '{ADMIN_ROLE}'")
         if refusal is not None:
-            await record(self.db, self.operator.id, self.name, self.target, f"refused: {refusal}")
+            await record(
+                self.db, self.operator.id, self.name, self.target, f"refused: {refusal}",
+                keep=self.settings.console_audit_max_entries,
+            )  # fmt: skip
             raise refusal
         return self
 
@@ -197,9 +254,16 @@ class _Action:
         return result
 
     async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
-        outcome = self.outcome if error is None else f"refused: {error}"
+        if error is None:
+            outcome = self.outcome
+        elif isinstance(error, Problem) and error.status < 500:
+            outcome = f"refused: {error}"
+        else:  # Redis down, a bug: not the caller's fault, and not something the action did
+            outcome = f"failed: {type(error).__name__}"
         if outcome is not None:
-            await record(self.db, self.operator.id, self.name, self.target, outcome)
+            await record(
+                self.db, self.operator.id, self.name, self.target, outcome, keep=self.settings.console_audit_max_entries
+            )
 
 
 def _lock(state: State) -> asyncio.Lock:
@@ -215,20 +279,31 @@ def redis_of(state: State) -> redis.Redis:
 
 
 def entry_id_of(text: str) -> str:
-    """``text`` as a stream entry id (``<ms>-<seq>``); 400 naming it otherwise."""
-    if not text or not all(part.isdigit() for part in text.split("-", 1)) or text.count("-") != 1:
+    """``text`` as a stream entry id (``<ms>-<seq>``, each at most 2^64-1); 400 naming it otherwise."""
+    found = _ENTRY_ID.fullmatch(text)
+    if found is None or any(int(part) > _MAX_ID_PART for part in found.groups()):
         raise BadRequest(f"{text[:64]!r} is not a stream entry id (<ms>-<seq>)")
     return text
 
 
-async def record(db: Database, caller: str, action: str, target: str, outcome: str) -> None:
-    """Write one audit entry."""
+def name_of(text: str) -> str:
+    """A stream, group or consumer name from a path: 1 to 256 characters, none a control character."""
+    if not _NAME.fullmatch(text):
+        raise BadRequest(f"{text[:64]!r} is not a stream, group or consumer name (1 to 256 visible characters)")
+    return text
+
+
+async def record(db: Database, caller: str, action: str, target: str, outcome: str, *, keep: int = 100_000) -> None:
+    """Write one audit entry; the log keeps the newest ``keep`` entries."""
     async with db.transaction() as session:
-        await session.execute(
-            sa.insert(_audit).values(
+        inserted = await session.execute(
+            sa.insert(_audit)
+            .values(
                 at=datetime.now(UTC), caller=caller[:200], action=action, target=target[:500], outcome=outcome[:500]
             )
+            .returning(_audit.c.id)
         )
+        await session.execute(sa.delete(_audit).where(_audit.c.id <= inserted.scalar_one() - keep))
 
 
 def _text(value: bytes | str) -> str:

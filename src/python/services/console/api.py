@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar, cast
 import msgspec
 import sqlalchemy as sa
 from console import otlp, streams, traces
-from console.actions import entry_id_of, redis_of
+from console.actions import REDIS_PROBLEMS, entry_id_of, name_of, redis_of
 from console.auth import SessionView, operator_of, require_operator, session_view
 from console.instances import InstanceProber, InstanceView
 from console.masking import masked_names
@@ -28,6 +28,7 @@ from flotilla_http.errors import UpstreamError
 from flotilla_kit.db import Database
 from flotilla_kit.identity import CALLER_ID_HEADER, CALLER_ROLES_HEADER
 from flotilla_kit.openapi import problem_responses
+from flotilla_kit.pagination import as_utc
 from flotilla_kit.problems import BadRequest, Forbidden, NotFound, ServiceUnavailable, UnsupportedMediaType
 from orders_client import NotFoundError, OrdersClient, ServiceCallError
 
@@ -41,6 +42,8 @@ class ConsoleConfig(msgspec.Struct, kw_only=True):
     service: str
     version: str
     write: bool  # whether actions are allowed at all (CONSOLE_WRITE)
+    # A consumer idle this long may be presumed dead (its entries handed over).
+    dead_consumer_idle_ms: int
     session: SessionView  # who is looking, and the CSRF token a cookie session's changes repeat
 
 
@@ -122,6 +125,7 @@ class ConsoleApi(Controller):
 
     path = "/api"
     guards = [require_operator]
+    exception_handlers = REDIS_PROBLEMS
 
     @get("/config", sync_to_thread=False)
     def config(
@@ -132,6 +136,7 @@ class ConsoleApi(Controller):
             service=settings.service_name,
             version=state.service_version,
             write=settings.console_write,
+            dead_consumer_idle_ms=int(settings.console_dead_consumer_idle_seconds * 1000),
             session=session_view(operator_of(request)),
         )
 
@@ -154,11 +159,12 @@ class ConsoleApi(Controller):
         settings: NamedDependency[ConsoleSettings],
         stream: FromPath[str],
         count: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        after: Annotated[str | None, QueryParameter(pattern=r"^\d+-\d+$")] = None,
+        after: Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] = None,
     ) -> DeadLetters:
         """The oldest dead letters of ``stream`` (after the id ``after``, for the next page)."""
         masked = masked_names(settings.console_masked_fields)
-        return DeadLetters(await streams.dead_letters(redis_of(state), stream, count=count, after=after, masked=masked))
+        client = redis_of(state)
+        return DeadLetters(await streams.dead_letters(client, name_of(stream), count=count, after=after, masked=masked))
 
     @get("/streams/{stream:str}/dead-letters/{dlq_id:str}", responses=problem_responses({404: "No such dead letter."}))
     async def dead_letter(
@@ -166,7 +172,7 @@ class ConsoleApi(Controller):
     ) -> streams.DeadLetterView:
         """One dead letter: why it failed, how often it was delivered, and its payload (masked fields hidden)."""
         masked = masked_names(settings.console_masked_fields)
-        found = await streams.dead_letter(redis_of(state), stream, entry_id_of(dlq_id), masked=masked)
+        found = await streams.dead_letter(redis_of(state), name_of(stream), entry_id_of(dlq_id), masked=masked)
         if found is None:
             raise NotFound(f"no dead letter {dlq_id} on {stream}")
         return found
@@ -205,7 +211,10 @@ class ConsoleApi(Controller):
         """The latest actions asked for: who, what, when, and how they ended."""
         rows = await db.fetch_all(sa.select(_audit).order_by(_audit.c.id.desc()).limit(limit))
         return Audit(
-            [AuditView(at=r.at, caller=r.caller, action=r.action, target=r.target, outcome=r.outcome) for r in rows]
+            [
+                AuditView(at=as_utc(r.at), caller=r.caller, action=r.action, target=r.target, outcome=r.outcome)
+                for r in rows
+            ]
         )
 
     @get("/traces")

@@ -11,7 +11,7 @@ import httpx
 import msgspec
 from console.actions import ActionsController
 from console.api import STATIC_DIRECTORY, ConsoleApi, IngestController, index
-from console.auth import login_with_link, login_with_token, logout
+from console.auth import login_page, login_with_link, login_with_token, logout
 from console.instances import InstanceProber
 from console.sessions import MIN_SECRET_BYTES, Sessions, secret_bytes
 from console.settings import ConsoleSettings
@@ -96,6 +96,7 @@ def create_app(settings: ConsoleSettings) -> Litestar:
             IngestController,
             ConsoleApi,
             ActionsController,
+            login_page,
             login_with_link,
             login_with_token,
             logout,

@@ -95,8 +95,9 @@ class InstanceProber:
 
     async def _probe(self, instance: Instance) -> InstanceView:
         base = instance.url.rstrip("/")
+        operations = (instance.internal_url or instance.url).rstrip("/")  # INTERNAL_PORT keeps these off url
         ready, info, metrics = await asyncio.gather(
-            self._get(base + "/readyz"), self._get(base + "/info"), self._get(base + "/metrics")
+            self._get(base + "/readyz"), self._get(operations + "/info"), self._get(operations + "/metrics")
         )
         readiness = "ready" if ready and ready.status_code == 200 else _why_not_ready(ready)
         info_body = _json_object(info)

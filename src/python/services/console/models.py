@@ -88,3 +88,12 @@ class LoginLink(Base):
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[float] = mapped_column(Float)
     used_at: Mapped[float] = mapped_column(Float)
+
+
+class RevokedSession(Base):
+    """A session logged out of: its cookie is refused until it would have expired anyway."""
+
+    __tablename__ = "console_revoked_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -11,8 +11,9 @@ Three ways in, one identity (an ``Operator``: an id and roles):
 Link tokens and session cookies are signed with the console's secret (HMAC-SHA256) and carry their
 expiry and kind, so one is never taken for the other. A link's nonce is recorded when it is
 redeemed, so it works once. A session carries a random CSRF token: every state-changing request of
-a cookie session must repeat it in ``X-CSRF-Token`` (the page reads it from ``/api/session``); the
-cookie is also ``HttpOnly`` and ``SameSite=Strict``.
+a cookie session must repeat it in ``X-CSRF-Token`` (the page reads it from ``/api/config``); the
+cookie is also ``HttpOnly`` and ``SameSite=Strict``. A session's id is recorded when it logs out,
+so its cookie stops working at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -33,8 +35,9 @@ SESSION_COOKIE = "flotilla_console"
 CSRF_HEADER = "x-csrf-token"
 LINK_OPERATOR = "console-login"
 MIN_SECRET_BYTES = 32
-# Signed values are small; anything longer is refused before it is decoded.
-MAX_SIGNED_LENGTH = 4096
+# Signed values are small (a browser keeps cookies up to 4 KB); anything longer is refused unread.
+MAX_SIGNED_LENGTH = 4000
+_SIGNED = re.compile(r"[A-Za-z0-9_-]{1,3956}\.[A-Za-z0-9_-]{43}")  # base64url body, base64url HMAC-SHA256
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Operator:
     # The session's CSRF token; None for a bearer token (no cookie, so no cross-site request carries it).
     csrf: str | None = None
     expires_at: float | None = None
+    session_id: str | None = None  # what logging out revokes; None for a bearer token
 
 
 class _Signed(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +57,7 @@ class _Signed(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sub: str = ""
     roles: list[str] = []
     csrf: str = ""
+    sid: str = ""  # the session's id: logging out revokes it
 
 
 class InvalidToken(Exception):
@@ -93,9 +98,17 @@ class Sessions:
         if not_after is not None:
             expires = min(expires, not_after)
         signed = _Signed(
-            kind="session", exp=int(expires), sub=caller_id, roles=sorted(roles), csrf=secrets.token_urlsafe(24)
+            kind="session",
+            exp=int(expires),
+            sub=caller_id,
+            roles=sorted(roles),
+            csrf=secrets.token_urlsafe(24),
+            sid=secrets.token_urlsafe(16),
         )
-        return self._sign(signed), Operator(caller_id, roles, csrf=signed.csrf, expires_at=signed.exp)
+        value = self._sign(signed)
+        if len(value) > MAX_SIGNED_LENGTH:
+            raise InvalidToken("the identity is too large for a session (too many or too long roles)")
+        return value, Operator(caller_id, roles, csrf=signed.csrf, expires_at=signed.exp, session_id=signed.sid)
 
     def read_session(self, cookie: str) -> Operator:
         signed = self._read(cookie, "session")
@@ -103,7 +116,7 @@ class Sessions:
         # Signed by us, so made by ``start``; checked again all the same (a leaked old secret, a bug).
         if not SAFE_SUBJECT.fullmatch(signed.sub) or not all(SAFE_ROLE.fullmatch(role) for role in roles):
             raise InvalidToken("the session names an unsafe identity")
-        return Operator(signed.sub, roles, csrf=signed.csrf, expires_at=signed.exp)
+        return Operator(signed.sub, roles, csrf=signed.csrf, expires_at=signed.exp, session_id=signed.sid)
 
     # ------------------------------------------------------------------ signing
 
@@ -115,13 +128,10 @@ class Sessions:
         return hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()
 
     def _read(self, text: str, kind: str) -> _Signed:
-        if len(text) > MAX_SIGNED_LENGTH or text.count(".") != 1:
+        if not _SIGNED.fullmatch(text):  # also refuses anything not ASCII before it is encoded
             raise InvalidToken(f"malformed {kind}")
         body, mac = text.split(".")
-        try:
-            given = _unb64(mac)
-        except ValueError:
-            raise InvalidToken(f"malformed {kind}") from None
+        given = _unb64(mac)
         if not hmac.compare_digest(given, self._mac(body)):
             raise InvalidToken(f"the {kind} is not signed by this console")
         try:
@@ -140,9 +150,10 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text or not all(c.isalnum() or c in "-_" for c in text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:  # binascii.Error: a length no encoder makes
+        raise InvalidToken("malformed") from None
 
 
 def secret_bytes(configured: str) -> bytes:

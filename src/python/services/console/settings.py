@@ -35,6 +35,17 @@ class ConsoleSettings(ServiceSettings, kw_only=True, frozen=True):
     console_session_seconds: Seconds = 12 * 3600
     # A login link works once, within this time.
     console_login_link_seconds: Seconds = 15 * 60
+    # Only callers with one of these roles may use the console at all (comma-separated); its actions
+    # need "admin" too. A shop customer's token, signed by the same key, opens nothing.
+    console_roles: str = "admin,operator"
+    # A consumer idle this long (no read, no ack) may be presumed dead and its entries handed over;
+    # entries delivered to it more recently stay where they are.
+    console_dead_consumer_idle_seconds: Seconds = 60.0
+    # Mark the session cookie Secure (sent over https only): set it behind a TLS-terminating proxy.
+    # Requests that arrive over https get a Secure cookie anyway.
+    console_cookie_secure: bool = False
+    # The audit log keeps at most this many entries, the oldest dropped first.
+    console_audit_max_entries: Positive = 100_000
     # Operators' JWTs (the gateway's): its public key or JWKS, audience and issuer.
     jwt_public_key_file: str = ""
     jwks_file: str = ""

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.render import rendered_files, stale, write
+from deploy.render import OutputError, check_output, rendered_files, stale, write
 from deploy.services import SERVICES, DeployError, all_services, services_in_checkout
 
 DEFAULT_OUTPUT = Path("deploy/k8s")
+RENDER = "./pants run src/python/tools/deploy:deploy -- render"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,39 +21,58 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--check", action="store_true", help="change nothing; exit 1 naming what is stale")
     render.add_argument(
         "--output",
-        type=Path,
-        default=DEFAULT_OUTPUT,
+        # A string, not a Path: Path("") is ".", and an empty value must be refused, not read as here.
+        default=str(DEFAULT_OUTPUT),
         help="where the manifests go (default: deploy/k8s, run in the build root)",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``render`` (or ``render --check``); returns the exit code: 0 done or up to date, 1 stale,
+    2 bad use (the message names the bad value). Errors are printed, never raised."""
     arguments = _parser().parse_args(argv)
+    if not arguments.output.strip():
+        print(
+            f"deploy: --output {arguments.output!r}: empty; name a directory (default: {DEFAULT_OUTPUT})",
+            file=sys.stderr,
+        )
+        return 2
+    output = Path(arguments.output)
     try:
+        check_output(output, writing=not arguments.check)
         _check_service_list(Path.cwd())
         files = rendered_files(all_services())
-    except DeployError as exc:
+        if arguments.check:
+            return _check(files, output)
+        changed, kept = write(files, output)
+    except (DeployError, OutputError) as exc:
         print(f"deploy: {exc}", file=sys.stderr)
         return 2
-    output: Path = arguments.output
-    if arguments.check:
-        problems = stale(files, output)
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        if problems:
-            print(
-                "deploy: the manifests are out of date: run ./pants run src/python/tools/deploy:deploy -- render",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{output}: up to date ({len(files)} files)")
-        return 0
-    if output.exists() and not output.is_dir():
-        print(f"deploy: --output {output}: not a directory", file=sys.stderr)
+    except OSError as exc:
+        print(f"deploy: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
-    changed = write(files, output)
     print(f"{output}: {len(changed)} of {len(files)} files changed" + "".join(f"\n  {c}" for c in changed))
+    for relative in kept:
+        print(
+            f"deploy: kept {output / relative}: not rendered, but not render's to delete (hand-written, or in a"
+            " folder render no longer writes): remove it by hand",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _check(files: dict[str, str], output: Path) -> int:
+    if not output.is_dir():
+        print(f"deploy: --output {output}: no such directory: render it first: {RENDER}", file=sys.stderr)
+        return 1
+    problems = stale(files, output)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"deploy: the manifests are out of date: run {RENDER}", file=sys.stderr)
+        return 1
+    print(f"{output}: up to date ({len(files)} files)")
     return 0
 
 

@@ -43,9 +43,18 @@ def find_root(start: Path) -> Path:
     return start
 
 
+def path_argument(value: str) -> Path:
+    """An argparse type: a path, refusing the empty string (which ``Path`` would read as the current folder)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path; name one")
+    return Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="release", description="Contract snapshots and versions of the libs.")
-    parser.add_argument("--root", type=Path, help="repository root (default: the nearest folder with pants.toml)")
+    parser.add_argument(
+        "--root", type=path_argument, help="repository root (default: the nearest folder with pants.toml)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="classify the contract changes since the newest snapshot")
     check.add_argument("libs", nargs="*", help="libs to check (default: flotilla_contracts and every *_client)")
@@ -58,13 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("libs", nargs="*", help="libs (default: flotilla_contracts and every *_client)")
     asyncapi_cmd = commands.add_parser("asyncapi", help="write the platform's AsyncAPI document (docs/asyncapi.json)")
     asyncapi_cmd.add_argument("--check", action="store_true", help="compare the committed document with the code")
-    asyncapi_cmd.add_argument("--output", type=Path, help="the document's path (default: docs/asyncapi.json)")
+    asyncapi_cmd.add_argument("--output", type=path_argument, help="the document's path (default: docs/asyncapi.json)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, workspace: Workspace | None = None) -> int:
     """Run one command; returns the exit code (errors are printed, never raised)."""
     args = build_parser().parse_args(argv)
+    if args.root is not None and not args.root.is_dir():
+        problem = "not a directory" if args.root.exists() else "no such directory"
+        print(f"release: --root {args.root}: {problem}", file=sys.stderr)
+        return 2
     ws = workspace or Workspace(root=(args.root or find_root(Path.cwd())).resolve())
     try:
         if args.command == "check":

@@ -16,9 +16,10 @@ wire identity of an event is its tag and tag field (the envelope's ``type``) and
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,10 +66,30 @@ def defined_structs(modules: Iterable[ModuleType]) -> list[type[msgspec.Struct]]
     return [found[key] for key in sorted(found)]
 
 
+def schema_components(
+    roots: Sequence[type[msgspec.Struct]], *, ref_template: str
+) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    """msgspec's JSON schemas of ``roots``, descriptions cleaned as ``inspect.cleandoc`` does: msgspec
+    releases differ in whether they dedent docstrings, and a document must not change with them."""
+    refs, components = msgspec.json.schema_components(roots, ref_template=ref_template)
+    return refs, _cleaned(components)
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: inspect.cleandoc(item) if key == "description" and isinstance(item, str) else _cleaned(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_cleaned(item) for item in value]
+    return value
+
+
 def build_document(structs: Iterable[type[msgspec.Struct]], *, lib: str, version: str | None = None) -> Document:
     """The snapshot document of these models (every Event subclass among them is also listed as an event)."""
     roots = list(structs)
-    refs, components = msgspec.json.schema_components(roots, ref_template=REF_PREFIX + "{name}")
+    refs, components = schema_components(roots, ref_template=REF_PREFIX + "{name}")
     models: dict[str, Any] = {}
     events: dict[str, Any] = {}
     for cls, ref in zip(roots, refs, strict=True):

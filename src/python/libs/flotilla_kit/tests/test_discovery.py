@@ -9,6 +9,7 @@ from flotilla_discovery.registry import RedisRegistry
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_kit.app import create_service_app
 from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.redis import start_redis
 from flotilla_kit.testing.waiting import eventually
 
@@ -152,3 +153,18 @@ def test_incomplete_discovery_settings_stop_start_up(tmp_path, caplog, overrides
 def test_the_public_url_defaults_to_host_and_port(tmp_path):
     assert _settings(tmp_path, host="127.0.0.1").resolved_public_url() == "http://127.0.0.1:8123"
     assert not _settings(tmp_path, host="0.0.0.0").resolved_public_url().startswith("http://0.0.0.0")
+
+
+async def test_an_instance_with_an_internal_port_registers_where_its_metrics_answer(tmp_path, redis_url):
+    port = free_port()
+    settings = _settings(
+        tmp_path, discovery="redis", redis_url=redis_url, instance_id="catalog-i", host="127.0.0.1", internal_port=port
+    )
+    registry = RedisRegistry(redis.Redis.from_url(redis_url))
+
+    async def registered() -> list[tuple[str, str]]:
+        return [(i.url, i.internal_url) for i in await registry.instances("catalog") if i.instance_id == "catalog-i"]
+
+    with TestClient(create_service_app(settings, version="2.0.1", route_handlers=[])):
+        expected = [("http://127.0.0.1:8123", f"http://127.0.0.1:{port}")]
+        await eventually(lambda: _equals(registered(), expected), what="registered with its internal URL")

@@ -76,7 +76,7 @@ async function servicesView() {
   const rows = items.map((i) => [
     i.service,
     i.instance_id,
-    el("a", { href: i.url }, i.url),
+    /^https?:\/\//.test(i.url) ? el("a", { href: i.url }, i.url) : i.url, // a registrant's URL is not trusted
     i.version,
     when(i.started_at),
     el("span", { class: i.ready ? "ok" : "bad", title: i.readiness }, i.ready ? "ready" : `not ready (${i.readiness})`),
@@ -132,7 +132,8 @@ async function streamsView() {
 
 function consumerCell(stream, group, c) {
   const cell = el("div", { class: "consumer", "data-consumer": c.name }, `${c.name} (idle ${seconds(c.idle_ms)}, ${c.pending} pending) `);
-  if (config.write && c.pending) {
+  // Offered only for a consumer silent long enough to be presumed dead (the console checks it again).
+  if (config.write && c.pending && c.idle_ms >= config.dead_consumer_idle_ms) {
     cell.append(
       el(
         "button",

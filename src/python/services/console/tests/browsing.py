@@ -60,6 +60,7 @@ def log_in(driver, base_url: str, secret: str) -> None:
     `stack up` prints; wait until the page shows who is logged in."""
     sessions = Sessions(secret.encode(), session_seconds=600, link_seconds=60)
     driver.get(f"{base_url}/login?token={sessions.link_token()}")
+    click(driver, By.ID, "login-link")  # opening the link shows a button: a preview never logs in
     WebDriverWait(driver, WAIT_SECONDS).until(
         expected_conditions.text_to_be_present_in_element((By.ID, "who"), "console-login")
     )

@@ -13,7 +13,8 @@ from flotilla_kit.testing.tokens import TokenIssuer
 # The operators' identity provider: the console verifies their tokens with its public key.
 ISSUER = TokenIssuer(Path(tempfile.mkdtemp(prefix="console-jwt-")))
 ADMIN = ISSUER.bearer("admin", sub="admin-1")
-VIEWER = ISSUER.bearer(sub="viewer-1")  # authenticated, no role
+OPERATOR = ISSUER.bearer("operator", sub="operator-1")  # sees everything, acts on nothing
+CUSTOMER = ISSUER.bearer("customer", sub="c-1")  # a shop customer: the same key signed their token
 SECRET = "s" * 32
 
 
@@ -39,5 +40,5 @@ def settings(tmp_path, redis_server) -> ConsoleSettings:
 def client(settings):
     """The console app, started (migrated) on ``settings``, calling as an operator without a role."""
     with TestClient(create_app(settings)) as client:
-        client.headers.update(VIEWER)
+        client.headers.update(OPERATOR)
         yield client

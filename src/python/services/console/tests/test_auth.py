@@ -4,7 +4,7 @@ import jwt
 import pytest
 from console.app import create_app, login_url
 from console.sessions import SESSION_COOKIE, InvalidToken, Sessions
-from console.tests.conftest import ADMIN, ISSUER, SECRET, VIEWER, console_settings
+from console.tests.conftest import ADMIN, CUSTOMER, ISSUER, OPERATOR, SECRET, console_settings
 from litestar.testing import TestClient
 
 from flotilla_kit.settings import SettingsError
@@ -23,6 +23,11 @@ def _link_path(console) -> str:
     return url[url.index("/login") :]
 
 
+def _redeem(client, path: str):
+    """What the link's page does when its button is pressed."""
+    return client.post("/login/link", data={"token": path.split("token=", 1)[1]}, follow_redirects=False)
+
+
 def test_every_api_needs_an_operator_and_caller_headers_are_not_one(console):
     client, _ = console
     for path in ("/api/config", "/api/services", "/api/streams", "/api/traces", "/api/audit", "/api/sagas"):
@@ -31,8 +36,20 @@ def test_every_api_needs_an_operator_and_caller_headers_are_not_one(console):
         assert "log in" in refused.json()["detail"] and refused.headers["www-authenticate"].startswith("Bearer")
         # The gateway's identity headers mean something only behind the gateway: here they are ignored.
         assert client.get(path, headers={"x-caller-id": "ops", "x-caller-roles": "admin"}).status_code == 401
-    session = client.get("/api/config", headers=VIEWER).json()["session"]
-    assert (session["caller"], session["roles"], session["csrf"]) == ("viewer-1", [], None)
+    session = client.get("/api/config", headers=OPERATOR).json()["session"]
+    assert (session["caller"], session["roles"], session["csrf"]) == ("operator-1", ["operator"], None)
+
+
+def test_a_shop_customers_token_opens_nothing_though_the_same_key_signed_it(console):
+    client, _ = console
+    for path in ("/api/config", "/api/streams", "/api/traces", "/api/audit"):
+        refused = client.get(path, headers=CUSTOMER)
+        assert refused.status_code == 403 and "for operators" in refused.json()["detail"], path
+    token = ISSUER.token("customer", sub="c-1")
+    assert client.post("/login", json={"token": token}).status_code == 403
+    assert "set-cookie" not in client.post("/login", json={"token": token}).headers
+    roleless = client.get("/api/config", headers=ISSUER.bearer(sub="nobody"))
+    assert roleless.status_code == 403
 
 
 def test_a_bad_bearer_token_is_401_naming_why(console):
@@ -50,7 +67,12 @@ def test_a_bad_bearer_token_is_401_naming_why(console):
 def test_a_login_link_works_once_and_gives_an_admin_session_with_a_strict_cookie(console):
     client, _ = console
     path = _link_path(console)
-    landed = client.get(path, follow_redirects=False)
+    # Opening the link (a preview, a prefetch, a HEAD) shows a button and redeems nothing.
+    for _ in range(2):
+        page = client.get(path)
+        assert page.status_code == 200 and 'id="login-link"' in page.text and "set-cookie" not in page.headers
+    assert client.head(path).status_code == 200
+    landed = _redeem(client, path)
     assert landed.status_code == 303 and landed.headers["location"] == "/"
     cookie = landed.headers["set-cookie"].lower()
     assert f"{SESSION_COOKIE}=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
@@ -58,7 +80,7 @@ def test_a_login_link_works_once_and_gives_an_admin_session_with_a_strict_cookie
     assert session["caller"] == "console-login" and session["roles"] == ["admin"] and session["csrf"]
 
     client.cookies.clear()
-    again = client.get(path, follow_redirects=False)
+    again = _redeem(client, path)
     assert again.status_code == 401 and "used already" in again.json()["detail"]
     assert client.get("/api/config").status_code == 401
 
@@ -67,14 +89,18 @@ def test_a_forged_or_mangled_link_is_refused(console):
     client, _ = console
     path = _link_path(console)
     other = Sessions(b"o" * 32, session_seconds=60, link_seconds=60).link_token()
-    for token in (other, path.split("=", 1)[1][:-2] + "xx", "a.b.c", "", "x" * 5000):
-        refused = client.get("/login", params={"token": token}, follow_redirects=False)
+    for token in (other, path.split("=", 1)[1][:-2] + "xx", "a.b.c", "", "x" * 5000, "\u00e9.AAAA", "²" * 50 + ".A"):
+        refused = client.post("/login/link", data={"token": token}, follow_redirects=False)
         assert refused.status_code in (400, 401) and "set-cookie" not in refused.headers, token[:20]
+    # A cookie no console signed (non-ASCII, mangled, oversized) is a 401, never a 500.
+    for cookie in ("\u00e9.AAAA", "a.b", "x" * 5000, "A" * 10 + "." + "B" * 43):
+        header = f"{SESSION_COOKIE}={cookie}".encode()  # as sent, UTF-8 bytes and all
+        assert client.get("/api/config", headers={"cookie": header}).status_code == 401, cookie[:20]
 
 
-def test_a_sessions_change_needs_its_csrf_token(console, redis):
+def test_a_sessions_change_needs_its_csrf_token_and_logging_out_ends_it(console, redis):
     client, _ = console
-    client.get(_link_path(console), follow_redirects=False)
+    _redeem(client, _link_path(console))
     csrf = client.get("/api/config").json()["session"]["csrf"]
     path = "/api/streams/orders.events/dead-letters/replay-all"
     refused = client.post(path, json={"confirm": "orders.events"})
@@ -82,8 +108,13 @@ def test_a_sessions_change_needs_its_csrf_token(console, redis):
     assert client.post(path, json={"confirm": "orders.events"}, headers={"x-csrf-token": "guess"}).status_code == 403
     done = client.post(path, json={"confirm": "orders.events"}, headers={"x-csrf-token": csrf})
     assert done.status_code == 200 and done.json() == {"stream": "orders.events", "replayed": []}
+    cookie = client.cookies[SESSION_COOKIE]
     assert client.post("/logout", headers={"x-csrf-token": csrf}).status_code == 204
     assert client.get("/api/config").status_code == 401
+    # The cookie kept (copied before logging out) is refused too: the session is over, not just forgotten.
+    client.cookies.set(SESSION_COOKIE, cookie)
+    refused = client.get("/api/config")
+    assert refused.status_code == 401 and "logged out" in refused.json()["detail"]
 
 
 def test_a_jwt_trades_for_a_session_with_its_roles_until_it_expires(console):
@@ -97,6 +128,10 @@ def test_a_jwt_trades_for_a_session_with_its_roles_until_it_expires(console):
     refused = client.post("/login", json={"token": "not-a-jwt"})
     assert refused.status_code == 401 and "set-cookie" not in refused.headers
     assert client.post("/login", json={"token": token, "extra": 1}).status_code == 400
+    # An identity too large for a cookie a browser keeps is refused at the door, not stored broken.
+    crowded = ISSUER.token("admin", *[f"role-{n:02d}-" + "x" * 50 for n in range(60)], sub="ops-8")
+    too_big = client.post("/login", json={"token": crowded})
+    assert too_big.status_code == 400 and "too large" in too_big.json()["detail"]
 
 
 def test_an_admin_bearer_needs_no_csrf(console):

@@ -3,6 +3,7 @@
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
 
@@ -20,7 +21,10 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(pex, tmp_path):
 
 
 def test_migrate_applies_the_schema_once(pex, tmp_path):
-    pex.check_migrations(tmp_path / "console.db", ["0001_create_trace_store_and_audit", "0002_create_login_links"])
+    pex.check_migrations(
+        tmp_path / "console.db",
+        ["0001_create_trace_store_and_audit", "0002_create_login_links", "0003_create_revoked_sessions"],
+    )
 
 
 def test_the_pex_serves_its_pages_and_takes_traces_on_its_embedded_defaults(pex, tmp_path, redis_server):
@@ -29,13 +33,16 @@ def test_the_pex_serves_its_pages_and_takes_traces_on_its_embedded_defaults(pex,
         assert http("GET", f"{service.base_url}/api/config").status == 401
         [link] = re.findall(r"one-time link: (http://\S+?)\"", service.output())
         browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-        with browser.open(link, timeout=10) as landed:  # the link sets the session cookie, then shows the page
-            assert landed.status == 200 and landed.url == service.base_url + "/"
+        with browser.open(link, timeout=10) as page:  # the link's page: a button that posts the token
+            assert page.status == 200 and 'id="login-link"' in page.read().decode()
+        form = urllib.parse.urlencode({"token": link.split("token=", 1)[1]}).encode()
+        with browser.open(f"{service.base_url}/login/link", data=form, timeout=10) as landed:
+            assert landed.status == 200 and landed.url == service.base_url + "/"  # the session cookie, the page
         with browser.open(f"{service.base_url}/api/config", timeout=10) as config:
             session = json.loads(config.read())
         assert session["write"] is False and session["session"]["caller"] == "console-login"
         try:
-            browser.open(link, timeout=10)
+            browser.open(f"{service.base_url}/login/link", data=form, timeout=10)
             raise AssertionError("a login link worked twice")
         except urllib.error.HTTPError as refused:
             assert refused.code == 401 and "used already" in json.loads(refused.read())["detail"]

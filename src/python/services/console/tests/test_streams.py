@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 from console.app import create_app
-from console.tests.conftest import ADMIN, VIEWER, console_settings
+from console.tests.conftest import ADMIN, OPERATOR, console_settings
 from litestar.testing import AsyncTestClient
 
 from flotilla_contracts.catalog import Money
@@ -32,8 +32,10 @@ def order(n: int) -> OrderPlaced:
 @pytest.fixture
 async def console(tmp_path, redis_server, redis):
     """The console in write mode, on the test's emptied Redis."""
-    async with AsyncTestClient(create_app(console_settings(tmp_path, redis_server, console_write=True))) as client:
-        client.headers.update(VIEWER)
+    # Any consumer idle a millisecond counts as dead here: the tests say which consumers are gone.
+    settings = console_settings(tmp_path, redis_server, console_write=True, console_dead_consumer_idle_seconds=0.001)
+    async with AsyncTestClient(create_app(settings)) as client:
+        client.headers.update(OPERATOR)
         yield client
 
 
@@ -145,7 +147,7 @@ async def test_a_replay_needs_an_admin_and_the_confirmation(console, redis):
     # Caller headers are the gateway's word to services behind it; the console does not take them.
     forged = {"x-caller-id": "admin-1", "x-caller-roles": "admin"}
     assert (await console.post(path, json={"confirm": dlq_id}, headers=forged)).status_code == 401
-    assert (await console.post(path, json={"confirm": dlq_id}, headers=VIEWER)).status_code == 403
+    assert (await console.post(path, json={"confirm": dlq_id}, headers=OPERATOR)).status_code == 403
     wrong = await console.post(path, json={"confirm": "yes"}, headers=ADMIN)
     assert wrong.status_code == 400 and dlq_id in wrong.json()["detail"]
     assert (await console.post(path, json={}, headers=ADMIN)).status_code == 400
@@ -155,7 +157,7 @@ async def test_a_replay_needs_an_admin_and_the_confirmation(console, redis):
 async def test_a_read_only_console_says_so_and_refuses_a_replay_with_403(tmp_path, redis_server, redis):
     dlq_id = await _one_dead_letter(redis)
     async with AsyncTestClient(create_app(console_settings(tmp_path, redis_server))) as console:
-        console.headers.update(VIEWER)
+        console.headers.update(OPERATOR)
         assert (await console.get("/api/config")).json()["write"] is False
         response = await console.post(
             f"/api/streams/{STREAM}/dead-letters/{dlq_id}/replay", json={"confirm": dlq_id}, headers=ADMIN
@@ -251,3 +253,51 @@ async def test_a_registered_or_only_consumer_is_not_claimed(console, redis):
     alive = await console.post(path, json={"confirm": "payments-9"}, headers=ADMIN)
     assert alive.status_code == 409 and "registered, live instance" in alive.json()["detail"]
     assert (await redis.xpending(STREAM, "payments"))["pending"] == 1
+
+
+async def test_a_consumer_active_within_the_dead_consumer_time_keeps_its_entries(tmp_path, redis_server, redis):
+    await redis.xgroup_create(STREAM, "payments", id="0", mkstream=True)
+    for _ in range(2):
+        await redis.xadd(STREAM, {b"envelope": b"{}"})
+    await redis.xreadgroup("payments", "payments-busy", {STREAM: ">"}, count=1)
+    await redis.xreadgroup("payments", "payments-other", {STREAM: ">"}, count=1)
+    settings = console_settings(tmp_path, redis_server, console_write=True)  # 60 s by default
+    async with AsyncTestClient(create_app(settings)) as console:
+        path = f"/api/streams/{STREAM}/groups/payments/consumers/payments-busy/claim"
+        refused = await console.post(path, json={"confirm": "payments-busy"}, headers=ADMIN)
+        assert refused.status_code == 409 and "may be alive" in refused.json()["detail"]
+    consumers = {c["name"]: c["pending"] for c in await redis.xinfo_consumers(STREAM, "payments")}
+    assert consumers == {b"payments-busy": 1, b"payments-other": 1}
+
+
+async def test_hostile_names_and_ids_and_keys_that_are_no_streams_get_4xx(console, redis):
+    await redis.set("plain.dlq", "not a stream")
+    await redis.set("plain", "not a stream")
+    for path in (
+        f"/api/streams/{STREAM}/dead-letters/%C2%B2-1",
+        f"/api/streams/{STREAM}/dead-letters/99999999999999999999999-1",
+        f"/api/streams/{STREAM}/dead-letters?after=%C2%B2-1",
+        "/api/streams/bad%01name/dead-letters",
+    ):
+        assert (await console.get(path)).status_code == 400, path
+    assert (await console.get("/api/streams/plain/dead-letters")).status_code == 409
+    replay_all = await console.post(
+        "/api/streams/plain/dead-letters/replay-all", json={"confirm": "plain"}, headers=ADMIN
+    )
+    assert replay_all.status_code == 409 and "no stream" in replay_all.json()["detail"]
+    audit = (await console.get("/api/audit")).json()["items"]
+    assert audit[0]["outcome"].startswith("refused: ") or audit[0]["outcome"].startswith("failed: ")
+    assert audit[0]["at"].endswith("Z") or audit[0]["at"].endswith("+00:00")  # UTC, said so
+
+
+async def test_redis_out_of_reach_is_503_not_500(tmp_path, redis_server):
+    from flotilla_kit.testing.ports import free_port
+
+    settings = console_settings(tmp_path, redis_server, console_write=True)
+    async with AsyncTestClient(create_app(settings)) as console:
+        console.headers.update(OPERATOR)
+        console.app.state.redis.connection_pool.connection_kwargs["port"] = free_port()  # Redis is gone
+        await console.app.state.redis.connection_pool.disconnect()
+        for path in ("/api/streams", f"/api/streams/{STREAM}/dead-letters"):
+            answer = await console.get(path)
+            assert answer.status_code == 503 and answer.headers["retry-after"], path

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from release.asyncapi.document import build_document
+from release.asyncapi.document import SERVICES_DIR, build_document
 from release.asyncapi.validation import validate
 from release.asyncapi.wiring import WiringError
 from release.schemas import dumps
@@ -24,9 +24,14 @@ MAX_SHOWN = 25
 
 def run(root: Path, output: Path | None = None, *, check: bool = False) -> int:
     """Write (or with ``check`` compare) the document; returns the exit code: 0 written or up to
-    date, 1 stale, missing, invalid, or the services' wiring cannot be read."""
+    date, 1 stale, missing, invalid, or the services' wiring cannot be read, 2 bad use (a root that
+    is no repository, an output that cannot be the file) or an I/O error; the message names the path."""
     path = root / (output or DOCUMENT_PATH)
     shown = _shown(root, path)
+    refusal = _refusal(root, path, shown, writing=not check)
+    if refusal:
+        print(f"asyncapi: {refusal}", file=sys.stderr)
+        return 2
     try:
         document = build_document(root)
     except WiringError as exc:
@@ -39,28 +44,48 @@ def run(root: Path, output: Path | None = None, *, check: bool = False) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     text = dumps(document)
-    if check:
-        return _check(path, shown, text, document)
-    if path.is_file() and path.read_text() == text:
-        print(f"{shown}: up to date")
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    try:
+        if check:
+            return _check(path, shown, text, document)
+        if path.is_file() and path.read_bytes() == text.encode():
+            print(f"{shown}: up to date")
+            return 0
+        path.write_bytes(text.encode())
+    except OSError as exc:
+        print(f"asyncapi: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     counts = ", ".join(f"{len(document[key])} {key}" for key in ("channels", "operations"))
     print(f"wrote {shown} ({counts}, {len(document['components']['messages'])} messages)")
     return 0
+
+
+def _refusal(root: Path, path: Path, shown: str, *, writing: bool) -> str | None:
+    """Why ``root`` and ``path`` cannot be used (checked before the slow build), or None."""
+    if not (root / SERVICES_DIR).is_dir():
+        return f"{root} is not the repository root (no {SERVICES_DIR} in it): run it there or pass --root"
+    if path.is_dir():
+        return f"--output {shown}: is a directory; name the document's file"
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"--output {shown}: not a directory: {existing}"
+    if writing and existing != path.parent:
+        # Not created on the fly: a missing folder is far likelier a typo than a wish.
+        return f"--output {shown}: no such directory: {path.parent}"
+    return None
 
 
 def _check(path: Path, shown: str, text: str, document: dict[str, Any]) -> int:
     if not path.is_file():
         print(f"asyncapi: {shown} is missing: write it with `{REGENERATE}`", file=sys.stderr)
         return 1
-    committed_text = path.read_text()
-    if committed_text == text:
+    committed_bytes = path.read_bytes()
+    if committed_bytes == text.encode():
         print(f"{shown}: up to date")
         return 0
     try:
-        committed = json.loads(committed_text)
+        committed = json.loads(committed_bytes.decode())
+    except UnicodeDecodeError as exc:
+        differences = [f"not UTF-8 text: {exc.reason} at byte {exc.start}"]
     except ValueError as exc:
         differences = [f"not JSON: {exc}"]
     else:

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 from release.asyncapi.wiring import ConsumerGroup, Wiring, WiringError, scan_wiring
-from release.schemas import Document
+from release.schemas import Document, schema_components
 from release.usage import EventUsage, find_usage
 
 from flotilla_contracts.events import Event, event_type
@@ -214,10 +214,10 @@ def event_channels(
 def component_schemas(classes: Sequence[type[Event]]) -> dict[str, Any]:
     """JSON Schemas of the events (and the models they use), the envelope, the stream entries and
     the discovery registry's records; refuses what a draft-07 reader would misread."""
-    _, schemas = msgspec.json.schema_components(list(classes), ref_template=SCHEMAS + "{name}")
+    _, schemas = schema_components(list(classes), ref_template=SCHEMAS + "{name}")
     for cls in classes:
         _refuse_closed_objects(cls.__name__, schemas[cls.__name__], schemas)
-    _, discovery = msgspec.json.schema_components([Instance, Change], ref_template=SCHEMAS + "Discovery{name}")
+    _, discovery = schema_components([Instance, Change], ref_template=SCHEMAS + "Discovery{name}")
     ours = {f"Discovery{name}": {**schema, "title": f"Discovery{name}"} for name, schema in discovery.items()}
     ours.update(Envelope=envelope_schema(), StreamEntry=_stream_entry_schema(), DeadLetterEntry=_dead_letter_schema())
     clashes = sorted(ours.keys() & schemas.keys())

@@ -166,7 +166,9 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     [link] = re.findall(rf"a one-time login link: ({re.escape(state.console_url)}/login\?token=\S+)", output)
     browser = httpx.Client(timeout=10)
     assert browser.get(f"{state.console_url}/api/traces").status_code == 401
-    assert browser.get(link, follow_redirects=True).status_code == 200
+    assert browser.get(link).status_code == 200  # the link's page; its button posts the token
+    login = browser.post(f"{state.console_url}/login/link", data={"token": link.split("token=", 1)[1]})
+    assert login.status_code == 303
     eventually_sync(
         lambda: bool(browser.get(f"{state.console_url}/api/traces", params={"service": "orders"}).json()["items"]),
         timeout=30,
@@ -174,7 +176,10 @@ def test_up_runs_every_instance_behind_the_gateway_and_down_leaves_no_process(ru
     )
     another = _stack("login", data_dir=data_dir)
     assert another.returncode == 0 and another.stdout.startswith(f"{state.console_url}/login?token="), another.stderr
-    assert httpx.get(another.stdout.strip(), timeout=10).status_code == 303
+    fresh = httpx.post(
+        f"{state.console_url}/login/link", data={"token": another.stdout.strip().split("token=", 1)[1]}, timeout=10
+    )
+    assert fresh.status_code == 303
 
     catalog_logs = _stack("logs", "catalog-1", data_dir=data_dir)
     assert catalog_logs.returncode == 0, catalog_logs.stderr
