@@ -87,7 +87,8 @@ def running_loyalty(service: NodeService, redis_url: str, instance: str, **env: 
 
 
 def points(process: ServiceProcess, customer: str) -> int:
-    response = httpx.get(f"{process.base_url}/points/{customer}", timeout=10)
+    """The customer's points, asked as that customer (the gateway sets x-caller-id from their token)."""
+    response = httpx.get(f"{process.base_url}/points/{customer}", headers={"x-caller-id": customer}, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["customer_id"] == customer
     value: int = response.json()["points"]

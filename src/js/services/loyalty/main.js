@@ -61,6 +61,15 @@ async function main() {
   }
   const logger = createLogger({ service: settings.serviceName, level: settings.logLevel, json: settings.logJson });
   const log = logger.child("loyalty");
+  // Last resorts. A rejected promise nobody handled is logged and the service goes on: Node 20
+  // would exit, taking the HTTP face and the consumer down for one stray promise. The consumer
+  // loop's own end is handled where it is started, so it never passes through here unnoticed. An
+  // exception thrown up to the event loop leaves unknown state behind: logged, then exit 1.
+  process.on("unhandledRejection", (reason) => log.error("unhandled promise rejection", {}, reason));
+  process.on("uncaughtException", (error) => {
+    log.error("uncaught exception, exiting", {}, error);
+    process.exit(EXIT_FAILED);
+  });
   let contract;
   try {
     contract = loadContract(settings.asyncapiFile, { eventType: EVENT_TYPE });
@@ -91,11 +100,13 @@ async function main() {
     log: logger.child("loyalty.consumer"),
   });
   const state = { accepting: true };
+  let consumerEnded = null; // why the consumer loop ended while the service was not stopping
   const checks = {
     redis: async () => {
       await client.ping();
     },
     consumer: async () => {
+      if (consumerEnded) throw new Error(consumerEnded);
       if (!consumer.running) throw new Error("the consumer loop is not running");
       if (consumer.lastError) throw new Error(consumer.lastError);
       if (!consumer.ready) throw new Error("the consumer has not finished its first pass yet");
@@ -138,10 +149,20 @@ async function main() {
   log.info(`listening on http://${settings.host}:${settings.port}; consuming ${EVENT_TYPE} from ${stream} as ${GROUP}/${settings.instanceId}`, {
     contract: settings.asyncapiFile,
   });
-  const consuming = consumer.run();
+  let stopping = false;
+  // `run` ends only when stopped; should it end otherwise, /readyz says why from then on (not ready:
+  // nothing is consumed), as the Python services' readiness does for an ended consumer task.
+  const consuming = consumer.run().then(
+    () => {
+      if (!stopping) consumerEnded = "the consumer loop ended without being stopped";
+    },
+    (error) => {
+      consumerEnded = `the consumer loop crashed: ${error?.name ?? "Error"}: ${error?.message ?? error}`;
+      log.error("the consumer loop crashed; the service is not ready from now on", {}, error);
+    },
+  );
   const registered = heartbeat ? heartbeat.run() : Promise.resolve();
 
-  let stopping = false;
   const shutdown = async (signal) => {
     if (stopping) return;
     stopping = true;

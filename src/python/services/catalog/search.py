@@ -25,8 +25,14 @@ written by the service in the same statement as the product. Each backend indexe
   tsquery is a prefix match. Stored, not an expression index: the cast costs ~20 us per row, and a
   walk of the SKU order tests every row it passes (measured: 1.8 s to pass 80k rows).
 
-The index only narrows: the match itself is stated once in SQL (``matches``), so both plans of a
-page (through the index, or walking the SKU order) answer the same.
+- PostgreSQL also keeps ``product_words``, (word, SKU) for every word of every product, keyed in
+  that order and kept in step by triggers (revision 0005): the products having a word, or one of the
+  few words that begin with a query word, are one range (or a merge of a few ranges) of that key in
+  SKU order, so a page stops after its 50 products wherever they lie; a GIN index cannot give an
+  order, so it costs every match (see catalog.reads).
+
+The indexes only narrow: the match itself is stated once in SQL (``matches``), so every plan of a
+page (through an index, through the words table, or walking the SKU order) answers the same.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ FTS5_PREFIX_LENGTH = 6
 FTS5_TABLE = "products_search"
 TSVECTOR_COLUMN = "search_vector"
 GIN_INDEX = "ix_products_search"
+# PostgreSQL: (word, SKU) of every word of every product (revision 0005).
+WORDS_TABLE = "product_words"
 
 SEMANTICS = (
     "Words to find (at most 100 characters). Every word of the query must begin a word of the product's SKU, "
@@ -116,11 +124,12 @@ def fts5_query(query: tuple[str, ...]) -> str:
 
 def is_search_object(name: str | None, type_: str) -> bool:
     """Whether a database object belongs to the search index (no model declares it: SQLite's FTS5
-    table and its shadow tables; PostgreSQL's tsvector column, generated, and its GIN index)."""
+    table and its shadow tables; PostgreSQL's tsvector column, generated, its GIN index and the words table)."""
     if name is None:
         return False
     return (
         (type_ == "table" and name.startswith(FTS5_TABLE))
+        or (type_ == "table" and name == WORDS_TABLE)
         or (type_ == "index" and name == GIN_INDEX)
         or (type_ == "column" and name == TSVECTOR_COLUMN)
     )

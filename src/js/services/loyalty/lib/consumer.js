@@ -4,8 +4,9 @@
 // - on start, its own pending entries (delivered before a crash or restart) first, then new ones
 //   with XREADGROUP COUNT/BLOCK;
 // - entries of other event types are acked and ignored; an entry it cannot read (no envelope field,
-//   not JSON, not an envelope, an unknown version, a payload that breaks the published schema) goes
-//   to `<stream>.dlq` at once, with the reason;
+//   not JSON, not an envelope, an unknown version, a payload that breaks the published schema, or
+//   any error while deciding on it) goes to `<stream>.dlq` at once, with the reason, and the rest
+//   of its batch goes on;
 // - each batch's effects and acks are one Lua script (store.js): exactly-once effects by event id;
 // - an entry whose effect failed stays pending and is claimed again after a backoff (XCLAIM counts
 //   deliveries); after `maxDeliveries` it is dead-lettered with the last error;
@@ -281,7 +282,7 @@ export class LoyaltyConsumer {
         dead.push({ entryId, fields, reason: `gave up after ${count - 1} deliveries: ${reason}`, deliveries: count - 1 });
         continue;
       }
-      const outcome = this._decide(fields);
+      const outcome = this._decideSafely(entryId, fields);
       if (outcome.ignore) {
         effects.push({ entryId });
         this.metrics.counter("ignored").inc(labels);
@@ -298,6 +299,21 @@ export class LoyaltyConsumer {
       this.metrics.counter("dead_lettered").inc(labels, dead.length);
     }
     if (effects.length) await this._apply(effects);
+  }
+
+  /**
+   * `_decide`, where an error is this entry's alone: deciding reads nothing but the entry, so an
+   * error (a RangeError from nesting deeper than the stack, a validator's bug) would recur on every
+   * delivery. It dead-letters the entry at once; thrown, it would fail the whole batch and restart
+   * the loop until the entry gave up with no error recorded.
+   */
+  _decideSafely(entryId, fields) {
+    try {
+      return this._decide(fields);
+    } catch (error) {
+      this.log.error("deciding on an entry failed; it is dead-lettered", { stream: this.stream, entry_id: entryId }, error);
+      return { reason: `undecodable: ${errorText(error)}` };
+    }
   }
 
   /** What to do with one entry: {ignore}, {reason} (dead-letter it), or {effect}. */
@@ -375,6 +391,10 @@ export class LoyaltyConsumer {
       event_id: effect.eventId,
     });
   }
+}
+
+function errorText(error) {
+  return error instanceof Error ? `${error.name}: ${error.message}` : `thrown ${String(error)}`;
 }
 
 function compareIds(a, b) {

@@ -51,8 +51,16 @@ export function decodeEnvelope(fields) {
   return envelope;
 }
 
-function describe(value) {
+/** `value` shown in a reason, at most 80 characters; never throws (the reason is all a dead letter has). */
+export function describe(value) {
   if (value === undefined) return "nothing";
-  const text = JSON.stringify(value);
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    // Nesting deeper than the stack (JSON.parse itself has no depth limit) or a BigInt.
+    const kind = Array.isArray(value) ? "an array" : typeof value === "object" ? "an object" : `a ${typeof value}`;
+    return `${kind} that cannot be shown (${error.name}: ${error.message})`;
+  }
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

@@ -54,6 +54,13 @@ function redisUrl(raw) {
   return raw;
 }
 
+// Registered in discovery: the gateway calls it, so it must be a URL the gateway can call.
+function httpUrl(raw) {
+  // The WHATWG parser forgives much ("http:/host", spaces); the registry entry must be the URL as written.
+  if (!/^https?:\/\/[^\s/?#]+(\/\S*)?$/i.test(raw) || !URL.canParse(raw)) throw new Error("Expected an http:// or https:// URL");
+  return raw;
+}
+
 const text = (raw) => raw;
 
 // variable -> [default, parser]; the defaults are the Python services' where they have the setting.
@@ -64,7 +71,7 @@ const FIELDS = {
   REDIS_URL: ["", redisUrl],
   INSTANCE_ID: ["", text],
   DISCOVERY: ["none", oneOf("none", "redis", "static", "dns")],
-  PUBLIC_URL: ["", text],
+  PUBLIC_URL: ["", httpUrl],
   DISCOVERY_TTL_SECONDS: [10, positiveNumber],
   LOG_LEVEL: ["INFO", oneOf("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")],
   LOG_JSON: [true, boolean],

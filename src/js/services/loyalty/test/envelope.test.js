@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { UndecodableEntry, decodeEnvelope, entryFields } from "../lib/envelope.js";
+import { UndecodableEntry, decodeEnvelope, describe, entryFields } from "../lib/envelope.js";
 
 const envelope = {
   id: "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e",
@@ -57,3 +57,21 @@ for (const [what, value, reason] of [
     assert.throws(() => decodeEnvelope(fields), (error) => error instanceof UndecodableEntry && reason.test(error.message));
   });
 }
+
+test("an id nested deeper than the stack is undecodable with a reason, not a RangeError", () => {
+  const deep = "[".repeat(200_000) + "]".repeat(200_000);
+  const fields = entryFields(["envelope", `{"id": ${deep}, "type": "orders.OrderConfirmed", "version": 1}`]);
+  assert.throws(
+    () => decodeEnvelope(fields),
+    (error) =>
+      error instanceof UndecodableEntry &&
+      error.message ===
+        'not a valid envelope: "id" must be a non-empty string, got an array that cannot be shown (RangeError: Maximum call stack size exceeded)',
+  );
+});
+
+test("a value JSON cannot write is described by its kind", () => {
+  assert.match(describe(10n), /^a bigint that cannot be shown \(TypeError: /);
+  assert.equal(describe({ a: 1 }), '{"a":1}');
+  assert.equal(describe("x".repeat(100)), `"${"x".repeat(76)}...`);
+});

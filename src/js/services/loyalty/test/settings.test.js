@@ -42,3 +42,16 @@ test("every bad value is reported at once, naming its variable", () => {
 test("without REDIS_URL the service refuses to start, saying why it needs Redis", () => {
   assert.throws(() => loadSettings({}), /REDIS_URL="": the loyalty service keeps its points in Redis/);
 });
+
+test("PUBLIC_URL must be an http:// or https:// URL, as the gateway calls it", () => {
+  for (const url of ["https://loyalty.internal", "http://[::1]:9001/base/"]) {
+    assert.equal(loadSettings({ REDIS_URL: "redis://r:6379/0", PUBLIC_URL: url }).publicUrl, url.replace(/\/+$/, ""));
+  }
+  for (const url of ["ftp://loyalty:9001", "loyalty:9001", "http:/loyalty", "http://", "http://loyalty host", "javascript:alert(1)"]) {
+    assert.throws(
+      () => loadSettings({ REDIS_URL: "redis://r:6379/0", PUBLIC_URL: url }),
+      (error) => error instanceof SettingsError && error.problems[0] === `PUBLIC_URL=${JSON.stringify(url)}: Expected an http:// or https:// URL`,
+      url,
+    );
+  }
+});

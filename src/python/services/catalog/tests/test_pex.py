@@ -24,6 +24,7 @@ def test_migrate_applies_the_schema_once(pex, tmp_path):
             "0002_add_messaging_tables",
             "0003_search_and_listing_indexes",
             "0004_search_in_sku_order",
+            "0005_search_words_in_sku_order",
         ],
         downgrade=False,
     )
@@ -34,8 +35,8 @@ def test_migrate_downgrades_from_the_pex_and_refuses_an_unknown_revision(pex, tm
     assert pex.migrate(database=database).returncode == 0
     down = pex.migrate("--downgrade", "-1", database=database)
     assert down.returncode == 0, down.stderr
-    assert "reverted  0004_search_in_sku_order" in down.stdout
-    assert "pending  0004_search_in_sku_order" in pex.migrate("--status", database=database).stdout
+    assert "reverted  0005_search_words_in_sku_order" in down.stdout
+    assert "pending  0005_search_words_in_sku_order" in pex.migrate("--status", database=database).stdout
     unknown = pex.migrate("--downgrade", "0042", database=database)
     assert unknown.returncode == 2
     assert "catalog: catalog.migrations: Can't locate revision identified by '0042'" in unknown.stderr

@@ -2,6 +2,7 @@
 through the API; and that every plan of a page answers the same."""
 
 import pytest
+import sqlalchemy as sa
 
 from catalog import reads, search
 from catalog.tests.conftest import ADMIN
@@ -174,18 +175,19 @@ def test_changing_a_name_or_description_changes_what_finds_the_product(client, c
 
 
 @pytest.mark.parametrize(
-    "probe_limit, walk_limit",
+    "probe_limit, walk_limit, max_completions",
     [
-        (10**9, 10**9),  # SQLite: always through the smallest index
-        (1, 10**9),  # always by a walk of the SKU order, which reaches the end
-        (1, 3),  # a walk that gives up early, then through an index
+        (10**9, 10**9, 16),  # SQLite: always through the smallest index; PostgreSQL: the words' ranges
+        (1, 10**9, 0),  # always by a walk of the SKU order, which reaches the end
+        (1, 3, 0),  # a walk that gives up early, then through an index
+        (1, 3, 16),  # PostgreSQL: the words' ranges given up early, then through the GIN index
     ],
 )
 async def test_every_plan_of_a_page_finds_the_same_products(
-    settings, client, create, monkeypatch, probe_limit, walk_limit
+    settings, client, create, monkeypatch, probe_limit, walk_limit, max_completions
 ):
     for i in range(40):
-        kind = ("Green tea", "Black tea", "Mug", "Teapot")[i % 4]
+        kind = ("Green tea", "Black tea", "Mug", "Teapot for tea")[i % 4]  # two words beginning "tea"
         create(f"P-{i:03d}", name=f"{kind} {i}", amount=100 * i, currency=("EUR", "USD")[i % 3 == 0])
     queries = [
         reads.PageQuery(limit=5, words=("tea",)),
@@ -195,14 +197,36 @@ async def test_every_plan_of_a_page_finds_the_same_products(
         reads.PageQuery(limit=5, min_price=500, max_price=2500),
         reads.PageQuery(limit=5, words=("tea",), min_price=1000, active=True),
         reads.PageQuery(limit=5, words=("nothing",)),
+        reads.PageQuery(limit=5, words=("te", "4")),  # "4", "40"...: the driving word is the longest
+        reads.PageQuery(limit=3, words=("tea",), currency="USD", after_sku="P-003"),
     ]
     db = Database(settings.database_url)
     try:
         expected = [[p.sku for p in await reads.read_page(db, query)] for query in queries]
         monkeypatch.setattr(reads, "PROBE_LIMIT", probe_limit)
         monkeypatch.setattr(reads, "WALK_LIMIT", walk_limit)
+        monkeypatch.setattr(reads, "MAX_COMPLETIONS", max_completions)
         assert [[p.sku for p in await reads.read_page(db, query)] for query in queries] == expected
     finally:
         await db.dispose()
     # And they are right: the first page of "tea" (and "teapot") in SKU order, with the one beyond it.
     assert expected[0] == ["P-000", "P-001", "P-003", "P-004", "P-005", "P-007"]
+
+
+async def test_postgresql_words_table_holds_every_products_words_after_creates_and_changes(settings, client, create):
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only: SQLite's FTS5 index is checked in test_search_order")
+    create("TEA-1", name="Green tea", description="Sencha")
+    kettle = create("KET-1", name="Kettle", description="Steel, 1.7 l")
+    client.patch(f"/products/{kettle['id']}", json={"name": "Glass kettle"}, headers=ADMIN)
+    client.patch(f"/products/{kettle['id']}", json={"price": {"amount": 990, "currency": "EUR"}}, headers=ADMIN)
+    db = Database(settings.database_url)
+    try:
+        async with db.reader() as session:
+            rows = (await session.execute(sa.text(f"SELECT word, sku FROM {search.WORDS_TABLE}"))).all()
+    finally:
+        await db.dispose()
+    assert sorted(map(tuple, rows)) == sorted(
+        [(word, "TEA-1") for word in ("tea", "1", "green", "sencha")]
+        + [(word, "KET-1") for word in ("ket", "1", "glass", "kettle", "steel", "7", "l")]
+    )
