@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,41 +109,7 @@ def _from_protobuf(body: bytes, max_spans: int) -> list[SpanRecord]:
     except Exception as exc:  # protobuf's DecodeError (its module is not a dependency of ours to import)
         raise BadExport(f"the body is not an OTLP ExportTraceServiceRequest in protobuf: {exc}") from None
     _check_count(sum(len(s.spans) for r in export.resource_spans for s in r.scope_spans), max_spans)
-    records = []
-    for resource_spans in export.resource_spans:
-        resource = _proto_attributes(resource_spans.resource.attributes)
-        service, instance = _service_of(resource)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                records.append(
-                    SpanRecord(
-                        trace_id=_proto_id(span.trace_id, 16, "traceId"),
-                        span_id=_proto_id(span.span_id, 8, "spanId"),
-                        parent_span_id=_proto_id(span.parent_span_id, 8, "parentSpanId", optional=True),
-                        service=service,
-                        instance=instance,
-                        name=span.name,
-                        kind=KINDS.get(span.kind, "UNSPECIFIED"),
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        status_code=span.status.code,
-                        status_message=span.status.message,
-                        attributes=_proto_attributes(span.attributes),
-                        events=[
-                            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": _proto_attributes(e.attributes)}
-                            for e in span.events
-                        ],
-                        links=[
-                            {
-                                "trace_id": _proto_id(link.trace_id, 16, "links.traceId"),
-                                "span_id": _proto_id(link.span_id, 8, "links.spanId"),
-                                "attributes": _proto_attributes(link.attributes),
-                            }
-                            for link in span.links
-                        ],
-                    )
-                )
-    return records
+    return _records(export, _PROTOBUF_FIELDS)
 
 
 def _proto_id(raw: bytes, size: int, name: str, *, optional: bool = False) -> str:
@@ -255,40 +221,7 @@ def _from_json(body: bytes, max_spans: int) -> list[SpanRecord]:
     except msgspec.DecodeError as exc:
         raise BadExport(f"the body is not an OTLP export in JSON: {exc}") from None
     _check_count(sum(len(s.spans) for r in export.resource_spans for s in r.scope_spans), max_spans)
-    records = []
-    for resource_spans in export.resource_spans:
-        service, instance = _service_of(_json_attributes(resource_spans.resource.attributes))
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                records.append(
-                    SpanRecord(
-                        trace_id=_hex_id(span.trace_id, 16, "traceId"),
-                        span_id=_hex_id(span.span_id, 8, "spanId"),
-                        parent_span_id=_hex_id(span.parent_span_id, 8, "parentSpanId", optional=True),
-                        service=service,
-                        instance=instance,
-                        name=span.name,
-                        kind=KINDS.get(_enum(span.kind, _KIND_NUMBERS, "kind"), "UNSPECIFIED"),
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=span.end_time_unix_nano,
-                        status_code=_enum(span.status.code, _STATUS_NUMBERS, "status.code"),
-                        status_message=span.status.message,
-                        attributes=_json_attributes(span.attributes),
-                        events=[
-                            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": _json_attributes(e.attributes)}
-                            for e in span.events
-                        ],
-                        links=[
-                            {
-                                "trace_id": _hex_id(link.trace_id, 16, "links.traceId"),
-                                "span_id": _hex_id(link.span_id, 8, "links.spanId"),
-                                "attributes": _json_attributes(link.attributes),
-                            }
-                            for link in span.links
-                        ],
-                    )
-                )
-    return records
+    return _records(export, _JSON_FIELDS)
 
 
 def _hex_id(text: str, size: int, name: str, *, optional: bool = False) -> str:
@@ -359,3 +292,63 @@ def iter_attribute_values(record: SpanRecord) -> Iterator[tuple[str, str]]:
     for key, value in record.attributes.items():
         if isinstance(value, str | int | float | bool):
             yield key, str(value)
+
+
+# --- both encodings: the same message shapes, fields decoded each its own way
+
+
+@dataclass(frozen=True)
+class _FieldDecoding:
+    ident: Callable[..., str]  # (value, size in bytes, name, optional=) -> lowercase hex
+    attributes: Callable[[Any], dict[str, Any]]
+    kind: Callable[[Any], int]
+    status_code: Callable[[Any], int]
+
+
+_PROTOBUF_FIELDS = _FieldDecoding(
+    ident=_proto_id, attributes=_proto_attributes, kind=lambda kind: kind, status_code=lambda code: code
+)
+_JSON_FIELDS = _FieldDecoding(
+    ident=_hex_id,
+    attributes=_json_attributes,
+    kind=lambda kind: _enum(kind, _KIND_NUMBERS, "kind"),
+    status_code=lambda code: _enum(code, _STATUS_NUMBERS, "status.code"),
+)
+
+
+def _records(export: Any, fields: _FieldDecoding) -> list[SpanRecord]:
+    """The spans of an export (ExportTraceServiceRequest or its JSON mapping) as records."""
+    records = []
+    for resource_spans in export.resource_spans:
+        service, instance = _service_of(fields.attributes(resource_spans.resource.attributes))
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                records.append(
+                    SpanRecord(
+                        trace_id=fields.ident(span.trace_id, 16, "traceId"),
+                        span_id=fields.ident(span.span_id, 8, "spanId"),
+                        parent_span_id=fields.ident(span.parent_span_id, 8, "parentSpanId", optional=True),
+                        service=service,
+                        instance=instance,
+                        name=span.name,
+                        kind=KINDS.get(fields.kind(span.kind), "UNSPECIFIED"),
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        status_code=fields.status_code(span.status.code),
+                        status_message=span.status.message,
+                        attributes=fields.attributes(span.attributes),
+                        events=[
+                            {"name": e.name, "time_ns": e.time_unix_nano, "attributes": fields.attributes(e.attributes)}
+                            for e in span.events
+                        ],
+                        links=[
+                            {
+                                "trace_id": fields.ident(link.trace_id, 16, "links.traceId"),
+                                "span_id": fields.ident(link.span_id, 8, "links.spanId"),
+                                "attributes": fields.attributes(link.attributes),
+                            }
+                            for link in span.links
+                        ],
+                    )
+                )
+    return records
