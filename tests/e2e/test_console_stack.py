@@ -1,15 +1,20 @@
 """The console in a real browser against the whole shop as processes: log in with a one-time link, see
 every service, watch a group's lag grow while its consumer is stopped and shrink when it is back,
 follow an order from the sagas page to its trace across the services and their stream hops, hand a
-dead consumer's entries to its group, and replay a dead letter whose effect then happens once."""
+dead consumer's entries to its group, and open a dead letter made by a real fault (the notifications
+database locked through every delivery) and replay it: its effect happens once, and replaying it
+again from a page opened before changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -26,7 +31,7 @@ from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.waiting import eventually_sync
 from flotilla_redis.factory import create_redis
-from flotilla_streams.dlq import DeadLetter, dead_letter, list_entries
+from flotilla_streams.dlq import DeadLetter, DlqEntry, dead_letter, list_entries
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 
 pytestmark = needs_chromium
@@ -233,3 +238,129 @@ def test_an_admin_hands_over_a_dead_consumers_entries_and_replays_a_dead_letter_
     audit = browser.find_element(By.ID, "view").text
     assert "claim pending entries" in audit and "console-login" in audit
     browser.save_screenshot(str(screenshots / "stack-audit.png"))
+
+
+@contextlib.contextmanager
+def _write_locked(database: Path) -> Iterator[None]:
+    """Hold the SQLite file's write lock, as a long migration or a stuck process would: the service's
+    writers wait their busy timeout and fail with "database is locked"; its reads go on (WAL)."""
+    holder = sqlite3.connect(database, isolation_level=None, timeout=30)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.close()  # rolls back: the lock is gone
+
+
+def _dead_letter_of(platform: Platform, order_id: str) -> DlqEntry | None:
+    """The dead letter of ``order_id``'s OrderConfirmed on orders.events, if there is one."""
+
+    async def find() -> DlqEntry | None:
+        client = create_redis(platform.redis_server.url)
+        try:
+            for entry in await list_entries(client, ORDERS_EVENTS, count=1000):
+                envelope = decode(entry.fields[ENVELOPE_FIELD])
+                if (
+                    envelope.type == "orders.OrderConfirmed"
+                    and msgspec.json.decode(envelope.payload)["order_id"] == order_id
+                ):
+                    return entry
+            return None
+        finally:
+            await client.aclose()
+
+    return asyncio.run(find())
+
+
+def test_a_dead_letter_of_a_real_fault_replayed_from_its_page_takes_effect_once_and_a_second_replay_is_refused(
+    stack, browser, screenshots
+):
+    platform, console = stack
+    browser.delete_all_cookies()
+    log_in(browser, console.base_url, SECRET)
+    with platform.client("admin", sub="admin-1") as admin, platform.client("customer", sub="c-4") as customer:
+
+        def notified(order: str) -> int:
+            answer = admin.get("/api/notifications", params={"order_id": order})
+            assert answer.status_code == 200, answer.text
+            return len(answer.json()["items"])
+
+        product = new_product(admin, stock=100)
+        with _write_locked(platform.directory / "notifications.db"):
+            placed = place_order(customer, [(product, 1)])
+            assert placed.status_code == 201, placed.text
+            order_id = placed.json()["id"]
+            assert final_order(customer, order_id)["status"] == "confirmed"
+            # Every delivery waits out the busy timeout and fails; after the last one, the group's
+            # consumer moves the event to the dead letters (five deliveries: about half a minute).
+            eventually_sync(
+                lambda: _dead_letter_of(platform, order_id) is not None,
+                timeout=120,
+                interval=0.5,
+                what="the OrderConfirmed dead-lettered by the notifications consumer",
+            )
+        letter = _dead_letter_of(platform, order_id)
+        assert letter is not None
+        assert (letter.group, letter.consumer, letter.deliveries) == ("notifications", "notifications", 5)
+        assert "database is locked" in letter.reason, letter.reason
+        assert notified(order_id) == 0  # nothing of it happened: every attempt was rolled back
+
+        page = f"{console.base_url}/#/dlq/{ORDERS_EVENTS}/{letter.id}"
+        browser.get(page)
+        wait_for_text(browser, "database is locked")
+        fields = {
+            row.find_element(By.XPATH, "td[1]").text: row.find_element(By.XPATH, "td[2]").text
+            for row in browser.find_elements(By.CSS_SELECTOR, "#view table tbody tr")
+        }
+        assert fields["Deliveries"] == "5"
+        assert fields["Group / consumer"] == "notifications / notifications"
+        assert fields["Event"].startswith("orders.OrderConfirmed ")
+        assert "gave up after 5 deliveries" in fields["Reason"]
+        assert order_id in browser.find_element(By.CSS_SELECTOR, "#view pre").text  # the payload
+        browser.save_screenshot(str(screenshots / "stack-dead-letter-real-fault.png"))
+
+        # The same page in a second tab, opened before the replay: a second operator, or a double take.
+        first_tab = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        second_tab = browser.current_window_handle
+        try:
+            browser.get(page)
+            wait_for_text(browser, "database is locked")
+
+            browser.switch_to.window(first_tab)
+            click(browser, By.ID, "replay")
+            _answer_prompt(browser)  # the confirmation
+            wait_for_text(browser, "Replayed.")
+            eventually_sync(lambda: notified(order_id) == 1, timeout=60, what="the replayed event's notification")
+            eventually_sync(
+                lambda: (stats := platform.stats(ORDERS_EVENTS, "notifications")) is not None
+                and (stats.pending, stats.lag) == (0, 0),
+                what="the replayed event handled and acked",
+            )
+            assert _dead_letter_of(platform, order_id) is None
+
+            browser.switch_to.window(second_tab)
+            click(browser, By.ID, "replay")  # the stale page still offers it
+            _answer_prompt(browser)
+            wait_for_text(browser, f"Not replayed: no dead letter {letter.id} on {ORDERS_EVENTS} (already replayed?)")
+            browser.execute_script("document.getElementById('replay-result').scrollIntoView()")
+            browser.save_screenshot(str(screenshots / "stack-dead-letter-replayed-twice.png"))
+        finally:
+            browser.switch_to.window(second_tab)
+            browser.close()
+            browser.switch_to.window(first_tab)
+        # Nothing went back on the stream: the group has nothing to handle, and the effect stays single.
+        stats = platform.stats(ORDERS_EVENTS, "notifications")
+        assert stats is not None and (stats.pending, stats.lag) == (0, 0)
+        assert notified(order_id) == 1
+
+    # Both attempts audited: the replay, and the second one refused.
+    browser.get(f"{console.base_url}/#/audit")
+    target = f"{ORDERS_EVENTS} {letter.id}"
+    wait_for_text(browser, target)
+    rows = [
+        [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#view table tbody tr")
+    ]
+    outcomes = sorted(row[4].split(":")[0] for row in rows if row[2:4] == ["replay dead letter", target])
+    assert outcomes == ["refused", "replayed"], rows

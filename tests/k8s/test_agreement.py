@@ -85,6 +85,27 @@ def test_the_consumer_name_is_the_pod_name_and_discovery_is_by_the_services_dns_
     assert names == {n for n in names if f"base/{n}/service.yaml" in rendered}
 
 
+def test_every_pod_registers_in_the_redis_registry_at_its_pod_ip_for_the_console(
+    services: list[ServiceFacts], rendered: dict[str, str]
+) -> None:
+    # DNS resolves the callers' calls; the registry is what the console lists, so every pod is in it.
+    for service in services:
+        environment = _environment(rendered, service.name)
+        assert environment["ADVERTISE_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}, service.name
+        assert environment["DISCOVERY_REGISTER"] == "true"
+        # Loaded as the pod loads them, with a pod IP: the registered URLs are the pod's own.
+        plain = _loadable_environment(service, environment)
+        plain["ADVERTISE_HOST"] = "10.244.1.7"
+        settings = load_settings(service.settings_class, plain)
+        assert (settings.redis_url, settings.discovery_register, settings.discovery) == (
+            "redis://redis:6379/0",
+            True,
+            "dns",
+        )
+        assert settings.resolved_public_url() == f"http://10.244.1.7:{manifests.PORT}"
+        assert settings.resolved_internal_url() == f"http://10.244.1.7:{manifests.INTERNAL_PORT}"
+
+
 def test_ports_agree_between_settings_container_and_service(
     services: list[ServiceFacts], rendered: dict[str, str]
 ) -> None:
@@ -99,8 +120,9 @@ def test_ports_agree_between_settings_container_and_service(
 
 
 def _loadable_environment(service: ServiceFacts, environment: dict[str, Any]) -> dict[str, str]:
-    """The pod's settings with stand-ins for what the cluster provides (secrets, the pod's name)."""
+    """The pod's settings with stand-ins for what the cluster provides (secrets, the pod's name and IP)."""
     plain = {k: v if isinstance(v, str) else "pod-0" for k, v in environment.items() if k not in NOT_SETTINGS}
+    plain["ADVERTISE_HOST"] = "10.244.0.9"
     plain["REDIS_URL"] = "redis://redis:6379/0"
     if not isinstance(environment.get("DATABASE_URL", ""), str):
         plain["DATABASE_URL"] = "postgresql://user:secret@postgres/db"

@@ -113,7 +113,7 @@ async function main() {
     },
   };
   let heartbeat = null;
-  if (settings.discovery === "redis") {
+  if (settings.discoveryRegister) {
     heartbeat = new Heartbeat({
       client,
       instance: {
@@ -126,10 +126,16 @@ async function main() {
       ttlSeconds: settings.discoveryTtlSeconds,
       log: logger.child("loyalty.discovery"),
     });
-    checks["discovery registration"] = async () => {
-      const problem = heartbeat.problem();
-      if (problem) throw new Error(problem);
-    };
+    // Callers find this instance through the registry only with DISCOVERY=redis: only then does
+    // a lost registration make it unready.
+    if (settings.discovery === "redis") {
+      checks["discovery registration"] = async () => {
+        const problem = heartbeat.problem();
+        if (problem) throw new Error(problem);
+      };
+    }
+  } else if (settings.discovery === "redis") {
+    log.warning("DISCOVERY=redis with DISCOVERY_REGISTER=false: no other service can find this instance");
   }
   const readPoints = pointsStore(client);
   const info = {

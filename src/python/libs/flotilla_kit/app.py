@@ -181,5 +181,5 @@ def create_service_app(
     # Outermost, so that even requests matching no route get ids, traces and metrics.
     handler: ASGIApp = HeadAsGet(app.asgi_handler)
     handler = wrap_handler(handler) if wrap_handler else handler
-    app.asgi_handler = RequestContextMiddleware(handler, metrics, ServerSpans(tracing.tracer()) if tracing else None)
+    app.asgi_handler = RequestContextMiddleware(handler, metrics, ServerSpans(tracing) if tracing else None)
     return app

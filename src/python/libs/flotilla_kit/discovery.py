@@ -1,14 +1,19 @@
 """Discovery wiring from settings: register this instance, and resolve other services.
 
-With ``DISCOVERY=redis`` every service registers itself automatically (the app factory adds the
-registration component); any mode gives the app a resolver (``app.state.resolver``) for calls to
-other services. Both use the process's one Redis client (``app.state.redis``, see shared_redis).
+Registering and resolving are independent. Every instance with a REDIS_URL registers itself in the
+Redis registry (the app factory adds the registration component), whatever ``DISCOVERY`` says, so
+operators and the console see every instance, in Kubernetes too; ``DISCOVERY_REGISTER=false`` turns
+that off. ``DISCOVERY`` only says how this service resolves others: each mode gives the app a
+resolver (``app.state.resolver``). Both use the process's one Redis client (``app.state.redis``,
+see shared_redis).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -20,14 +25,20 @@ from flotilla_kit.health import ReadinessCheck
 from flotilla_kit.settings import ServiceSettings, SettingsError
 from prometheus_client import Counter
 
-if TYPE_CHECKING:  # imported at run time only in redis mode, as below
+if TYPE_CHECKING:  # imported at run time only with Redis, as below
     from flotilla_discovery.registry import Heartbeat
+
+log = logging.getLogger(__name__)
 
 
 def check_discovery_settings(settings: ServiceSettings) -> None:
     """Raise SettingsError when the discovery mode lacks what it needs."""
     if settings.discovery == "redis" and not settings.redis_url:
         raise SettingsError(["DISCOVERY=redis needs REDIS_URL"])
+    if ":" in settings.advertise_host and not _is_ipv6(settings.advertise_host):
+        raise SettingsError(
+            [f"ADVERTISE_HOST={settings.advertise_host!r}: a host name or an IP address, without a port"]
+        )
     if settings.discovery == "static":
         try:
             StaticResolver.from_env_string(settings.service_urls)
@@ -58,15 +69,20 @@ async def resolver_component(app: Litestar) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def registration_component(app: Litestar) -> AsyncIterator[None]:
-    """In redis mode, registers this instance (with heartbeats) until shutdown.
+    """With a REDIS_URL (and DISCOVERY_REGISTER on), registers this instance (with heartbeats) until shutdown.
 
-    Adds the readiness check ``discovery registration``: it fails while callers cannot find this
-    instance (not registered yet, or the registration expired because heartbeats keep failing) and
-    while the heartbeat restarts after an unexpected error; it recovers once a heartbeat registers
-    again. Restarts are counted in ``flotilla_discovery_heartbeat_restarts_total``.
+    In redis mode callers find the instance through the registry, so it adds the readiness check
+    ``discovery registration``: it fails while callers cannot find this instance (not registered
+    yet, or the registration expired because heartbeats keep failing) and while the heartbeat
+    restarts after an unexpected error; it recovers once a heartbeat registers again. In the other
+    modes callers find it by other means (DNS, a static list) and the registration is for operators
+    only: a registry out of reach does not make the instance unready. Restarts are counted in
+    ``flotilla_discovery_heartbeat_restarts_total``.
     """
     settings: ServiceSettings = app.state.settings
-    if settings.discovery != "redis":
+    if not settings.redis_url or not settings.discovery_register:
+        if settings.discovery == "redis" and not settings.discovery_register:
+            log.warning("DISCOVERY_REGISTER=false: this instance is not registered, so no service can call it")
         yield
         return
     from flotilla_discovery.instance import Instance
@@ -89,7 +105,8 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
     heartbeat = Heartbeat(registry, me, on_restart=restarts.inc)
     stop = asyncio.Event()
     task = asyncio.create_task(heartbeat.run(stop), name="discovery heartbeat")
-    app.state.readiness_checks["discovery registration"] = _registration_check(heartbeat, task)
+    if settings.discovery == "redis":
+        app.state.readiness_checks["discovery registration"] = _registration_check(heartbeat, task)
     try:
         yield
     finally:
@@ -116,3 +133,10 @@ def _resolver(settings: ServiceSettings) -> Any:
 
         return DnsResolver(settings.dns_template)
     return StaticResolver({})
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False

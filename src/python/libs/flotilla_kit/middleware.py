@@ -77,11 +77,11 @@ class RequestContextMiddleware:
         request_id = accept_request_id(incoming_request_id)
         parent = parse_traceparent(incoming_traceparent)
         spans = self.spans
-        server_span = spans.start(method, parent) if spans is not None else None
-        if server_span is None:
+        if spans is None:
+            span = span_token = None
             trace = parent.child() if parent else new_trace()
         else:
-            span, trace, span_token = server_span
+            span, trace, span_token = spans.start(method, parent)
         request_id_token = request_id_var.set(request_id)
         trace_token = trace_var.set(trace)
         # The caller's deadline bounds every call this request makes to other services.
@@ -116,8 +116,8 @@ class RequestContextMiddleware:
             stats.in_flight -= 1
             route = _route_label(scope)
             stats.finished(method_label(method), route, status or 500, elapsed)
-            if server_span is not None:
-                assert spans is not None
+            if span is not None:
+                assert spans is not None and span_token is not None
                 matched = route if route != _UNMATCHED_ROUTE else None
                 spans.finish(span, span_token, scope, matched, status or 500, error)
             request_id_var.reset(request_id_token)

@@ -20,6 +20,8 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Ratio = Annotated[float, msgspec.Meta(ge=0, le=1)]
 OtlpUrl = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/]+.*)?$")]  # empty, or an http(s) URL
+# OTLP over gRPC is not offered: its exporter package (and grpcio) is not part of the runtime.
+OtlpProtocol = Literal["http/protobuf", "http/json"]
 TracesSampler = Literal[
     "always_on",
     "always_off",
@@ -55,13 +57,21 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     # Empty means "<hostname>-<port>": stable across restarts, so a restarted consumer finds its
     # own pending entries.
     instance_id: str = ""
-    # How this service finds others and is found: "none", "redis" (registers itself in the Redis
-    # of REDIS_URL and resolves there), "static" (SERVICE_URLS) or "dns" (DNS_TEMPLATE).
+    # How this service finds others: "none", "redis" (in the registry in the Redis of REDIS_URL),
+    # "static" (SERVICE_URLS) or "dns" (DNS_TEMPLATE).
     discovery: Literal["none", "redis", "static", "dns"] = "none"
+    # Register this instance in the Redis registry (heartbeats; deregistered on shutdown) whenever
+    # REDIS_URL is set, whatever DISCOVERY is: operators and the console see every instance. With
+    # DISCOVERY=redis callers find it there, so false leaves it reachable by no other service.
+    discovery_register: bool = True
     service_urls: str = ""  # static mode: "catalog=http://a:8001,http://b:8001;inventory=http://c:8002"
     dns_template: str = "http://{service}:8000"  # dns mode: one instance per address of the name
-    # The URL others reach this instance at; empty means http://<HOST or hostname>:<PORT>.
+    # The URL others reach this instance at; empty means http://<host>:<PORT>, the host being
+    # ADVERTISE_HOST, else HOST, else (HOST a wildcard) the hostname.
     public_url: str = ""
+    # The name or IP address others reach this instance at (the registered URLs' host; an IPv6
+    # address gets its brackets). In Kubernetes the pod IP: a pod's hostname resolves nowhere else.
+    advertise_host: Annotated[str, msgspec.Meta(pattern=r"^[^\s/@?#\[\]]*$")] = ""
     discovery_ttl_seconds: PositiveFloat = 10.0
     log_level: LogLevel = "INFO"
     log_json: bool = True
@@ -80,9 +90,12 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
     stream_claim_idle_seconds: PositiveFloat = 30.0
     # Traces (flotilla_kit.tracing), under OpenTelemetry's standard variable names. Tracing is on
     # when an endpoint is set and the SDK is not disabled; the base endpoint gets /v1/traces
-    # appended, the traces endpoint is used as it is (both OTLP over HTTP, protobuf).
+    # appended, the traces endpoint is used as it is. Both are OTLP over HTTP, in protobuf (the
+    # specification's default) or JSON (a third of the CPU per span: flotilla_kit.otlp_json).
     otel_exporter_otlp_endpoint: OtlpUrl = ""
     otel_exporter_otlp_traces_endpoint: OtlpUrl = ""
+    otel_exporter_otlp_protocol: OtlpProtocol = "http/protobuf"
+    otel_exporter_otlp_traces_protocol: Literal["", "http/protobuf", "http/json"] = ""  # "": the one above
     otel_sdk_disabled: bool = False
     otel_service_name: str = ""  # empty: SERVICE_NAME
     otel_traces_sampler: TracesSampler = "parentbased_always_on"
@@ -106,7 +119,8 @@ class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
         return f"http://{self._reachable_host()}:{self.internal_port}" if self.internal_port else ""
 
     def _reachable_host(self) -> str:
-        return self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        host = self.advertise_host or (self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname())
+        return f"[{host}]" if ":" in host else host  # an IPv6 address, as URLs write it
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///.data/{self.service_name}.db"

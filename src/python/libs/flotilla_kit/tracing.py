@@ -3,9 +3,10 @@
 Tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set and
 OTEL_SDK_DISABLED is not true. Then the app's start-up installs the SDK's TracerProvider as the
 process's global provider (sampler from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, resource
-named OTEL_SERVICE_NAME or the service's name), exporting with OTLP/HTTP through a
-BatchSpanProcessor (the exporter runs in the processor's thread, never in the event loop); its
-shutdown flushes what is queued. Off, nothing is installed: no provider, no span hook in the
+named OTEL_SERVICE_NAME or the service's name), exporting with OTLP/HTTP (protobuf, or JSON
+with OTEL_EXPORTER_OTLP_PROTOCOL=http/json: flotilla_kit.otlp_json) through a BatchSpanProcessor
+(the exporter runs in the processor's thread, never in the event loop); its shutdown flushes what
+is queued. Off, nothing is installed: no provider, no span hook in the
 request layer, no database listeners; the HTTP client and the stream code find no provider
 (``active_tracer`` is None) and take their untraced paths.
 
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterable, Mapping
 from contextvars import Token
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -47,6 +49,8 @@ from flotilla_http.metrics import method_label
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.sdk.trace.sampling import Sampler
     from sqlalchemy.engine import Connection, Engine, ExceptionContext
 
@@ -97,12 +101,71 @@ def sampler_from(settings: ServiceSettings) -> Sampler:
     return samplers[settings.otel_traces_sampler]
 
 
+@dataclass(frozen=True)
+class RootSampling:
+    """Whether a new trace (a request without a sampled or unsampled parent) is sampled, decided
+    from its trace id exactly as the configured sampler decides it.
+
+    Deciding before the SDK is asked for a span means an unsampled request costs a random number
+    and a comparison: the SDK would make ids, call the sampler, and build and attach a span object
+    that records nothing. A sampled root is then started with the same trace id (``_RootIds``),
+    so the SDK's sampler agrees and services sampling by trace id make the same decision.
+    """
+
+    bound: int  # sampled when the trace id's lower 64 bits are below it, as TraceIdRatioBased does
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> RootSampling:
+        from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+        name = settings.otel_traces_sampler
+        if name.endswith("always_on"):
+            return cls(_TRACE_ID_LIMIT + 1)
+        if name.endswith("always_off"):
+            return cls(0)
+        return cls(TraceIdRatioBased.get_bound_for_rate(settings.otel_traces_sampler_arg))
+
+    def sampled(self, trace_id: int) -> bool:
+        return trace_id & _TRACE_ID_LIMIT < self.bound
+
+
+_TRACE_ID_LIMIT = (1 << 64) - 1
+
+
+class RootIds(Protocol):
+    """The provider's id generator: the next root's trace id can be given to it."""
+
+    next_trace_id: int
+
+
+def _root_ids() -> IdGenerator:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class _RootIds(RandomIdGenerator):
+        """The SDK's ids, except that the next root takes the trace id ServerSpans drew for it.
+
+        Given and taken in one synchronous stretch of the event loop (no await between), so no
+        other root can take it first.
+        """
+
+        next_trace_id = 0
+
+        def generate_trace_id(self) -> int:
+            trace_id, self.next_trace_id = self.next_trace_id, 0
+            return trace_id or super().generate_trace_id()
+
+    return _RootIds()
+
+
 @dataclass
 class Tracing:
     """The SDK's provider of one app, exporting to the OTLP endpoint; ``start`` installs it."""
 
     provider: TracerProvider
     endpoint: str
+    roots: RootSampling
+    root_ids: RootIds
+    protocol: str = "http/protobuf"
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings, *, version: str) -> Tracing:
@@ -117,17 +180,28 @@ class Tracing:
                 "service.instance.id": settings.resolved_instance_id(),
             }
         )
-        return cls(TracerProvider(resource=resource, sampler=sampler_from(settings)), traces_endpoint(settings))
+        root_ids = _root_ids()
+        provider = TracerProvider(resource=resource, sampler=sampler_from(settings), id_generator=root_ids)
+        protocol = settings.otel_exporter_otlp_traces_protocol or settings.otel_exporter_otlp_protocol
+        roots = RootSampling.from_settings(settings)
+        return cls(provider, traces_endpoint(settings), roots, root_ids, protocol)  # type: ignore[arg-type]
 
     def tracer(self, name: str = INSTRUMENTATION_NAME) -> Tracer:
         return self.provider.get_tracer(name)
 
     def start(self) -> None:
         """Start exporting (the batch processor's thread) and make this the process's provider."""
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=self.endpoint)))
+        if self.protocol == "http/json":
+            from flotilla_kit.otlp_json import OtlpJsonSpanExporter
+
+            exporter: SpanExporter = OtlpJsonSpanExporter(endpoint=self.endpoint)
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter(endpoint=self.endpoint)
+        self.provider.add_span_processor(BatchSpanProcessor(exporter))
         if not isinstance(otel_trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider):
             log.warning(
                 "another tracer provider is installed in this process already: the HTTP client's and"
@@ -136,7 +210,7 @@ class Tracing:
         else:
             otel_trace.set_tracer_provider(self.provider)
         _tracers[INSTRUMENTATION_NAME] = otel_trace.get_tracer_provider().get_tracer(INSTRUMENTATION_NAME)
-        log.info("tracing to %s", self.endpoint)
+        log.info("tracing to %s (%s)", self.endpoint, self.protocol)
 
     async def shutdown(self) -> None:
         """Export what is queued, then stop (in a thread: the exporter blocks on its HTTP posts)."""
@@ -180,6 +254,13 @@ def _unsampled(parent: TraceContext | None) -> bool:
     return parent is not None and not int(parent.flags[-1], 16) & 1
 
 
+def _unsampled_traceparent(traceparent: str) -> bool:
+    # What _unsampled(parse_traceparent(...)) says of a well-formed traceparent, without parsing it
+    # (this runs for every consumed event): its flags are its last two hex digits, the sampled bit
+    # the lowest. A malformed one is parsed later, and starts a new trace.
+    return len(traceparent) == 55 and traceparent[-1] in "02468ace"
+
+
 def _parent_context(parent: TraceContext | None) -> otel_context.Context:
     # An explicit empty context for a new trace: whatever span the caller's context holds is not
     # this request's parent.
@@ -220,15 +301,25 @@ class ServerSpans:
     semantic conventions, and has an error status for a 5xx answer or an exception.
     """
 
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracer = tracing.tracer()
+        self.roots = tracing.roots
+        self.root_ids = tracing.root_ids
 
-    def start(self, method: str, parent: TraceContext | None) -> tuple[Span, TraceContext, Token[Any]] | None:
+    def start(self, method: str, parent: TraceContext | None) -> tuple[Span | None, TraceContext, Token[Any] | None]:
         """Start and make current the span of a request; returns it, its trace context and the
-        token ``finish`` needs (the caller sets ``trace_var`` to the trace context itself), or
-        None under an unsampled parent: no span then, the context goes on untraced."""
-        if _unsampled(parent):
-            return None
+        token ``finish`` needs (the caller sets ``trace_var`` to the trace context itself).
+
+        A request that is not sampled (its parent's flag says so, or the sampler says so of a new
+        trace) gets no span (None, and no token): only the trace context it goes on with.
+        """
+        if parent is None:
+            trace_id = random.getrandbits(128) or 1
+            if not self.roots.sampled(trace_id):
+                return None, TraceContext(trace_id.to_bytes(16, "big").hex(), "0" * 16, "00").child(), None
+            self.root_ids.next_trace_id = trace_id
+        elif _unsampled(parent):
+            return None, parent.child(), None
         span = self.tracer.start_span(method_label(method), context=_parent_context(parent), kind=SpanKind.SERVER)
         token = otel_context.attach(otel_trace.set_span_in_context(span))
         return span, trace_context_of(span.get_span_context()), token
@@ -373,9 +464,11 @@ class ProducerSpan:
     __slots__ = ("span", "traceparent", "_current")
 
     def __init__(self, tracer: Tracer, stream: str, operation: str, operation_type: str) -> None:
-        self.span = tracer.start_span(f"{operation} {stream}", kind=SpanKind.PRODUCER)
-        if self.span.is_recording():
-            self.span.set_attributes(_messaging_attributes(operation, operation_type, stream))
+        self.span = tracer.start_span(
+            f"{operation} {stream}",
+            kind=SpanKind.PRODUCER,
+            attributes=_messaging_attributes(operation, operation_type, stream),
+        )
         self.traceparent = trace_context_of(self.span.get_span_context()).traceparent
         self._current: _Current | None = None
 
@@ -483,21 +576,27 @@ class ConsumerSpan:
         traceparent: str | None, deliveries: int,
     ) -> None:  # fmt: skip
         producer = parse_traceparent(traceparent)
-        links = [Link(span_context_of(producer))] if producer is not None else None
+        if producer is None:
+            context, links = otel_context.Context(), None
+        else:
+            producer_context = span_context_of(producer)
+            context = otel_trace.set_span_in_context(NonRecordingSpan(producer_context), otel_context.Context())
+            links = [Link(producer_context)]
+        attributes: dict[str, str | int] = {
+            **_messaging_attributes("process", "process", stream),
+            "messaging.consumer.group.name": group,
+            "messaging.message.id": event_id,
+            "messaging.message.conversation_id": correlation_id,
+            "messaging.message.delivery_count": deliveries,
+            "flotilla.event.type": event_type,
+        }
         self.span = tracer.start_span(
-            f"process {stream}", context=_parent_context(producer), kind=SpanKind.CONSUMER, links=links
+            f"process {stream}",
+            context=context,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes=attributes,
         )
-        if self.span.is_recording():
-            self.span.set_attributes(_messaging_attributes("process", "process", stream))
-            self.span.set_attributes(
-                {
-                    "messaging.consumer.group.name": group,
-                    "messaging.message.id": event_id,
-                    "messaging.message.conversation_id": correlation_id,
-                    "messaging.message.delivery_count": deliveries,
-                    "flotilla.event.type": event_type,
-                }
-            )
         self._current: _Current | None = None
 
     def __enter__(self) -> ConsumerSpan:
@@ -524,6 +623,6 @@ def consuming(
 ) -> ConsumerSpan | None:
     """A CONSUMER span for handling one event of ``stream`` in ``group``, or None while tracing is off."""
     tracer = active_tracer(_MESSAGING_TRACER)
-    if tracer is None or (traceparent is not None and _unsampled(parse_traceparent(traceparent))):
+    if tracer is None or (traceparent is not None and _unsampled_traceparent(traceparent)):
         return None
     return ConsumerSpan(tracer, stream, group, event_id, event_type, correlation_id, traceparent, deliveries)

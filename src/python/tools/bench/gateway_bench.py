@@ -30,23 +30,22 @@ alternating rounds, and each traced gateway's throughput as a ratio of the untra
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.server
 import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from bench.cpu import ProcessTrees
 from bench.nginx_proxy import serve_nginx
+from bench.otlp_sink import otlp_sink
 from bench.wrk import WrkResult, run_wrk, run_wrk_paced
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess, serve_asgi
@@ -73,38 +72,14 @@ auth = "public"
 REFERENCE_DIRECT_RPS = 21_000
 
 
-class _DropSpans(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a collector serves the exporter
-
-    def do_POST(self) -> None:  # the name http.server calls
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def otlp_sink() -> Iterator[str]:
-    """An OTLP/HTTP endpoint (its base URL) that accepts every export and drops it: the cost of
-    a collector stays out of the measurement, as it runs elsewhere in production."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _DropSpans)
-    thread = threading.Thread(target=server.serve_forever, name="otlp sink", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
+_RATIO = "OTEL_TRACES_SAMPLER_ARG"
+_JSON = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
 TRACING_MODES = {
     "gateway": {},
-    "gateway traced 100%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"},
-    "gateway traced 1%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+    "gateway traced 100%": {_RATIO: "1"},
+    "gateway traced 1%": {_RATIO: "0.01"},
+    "gateway traced 100% (json)": {_RATIO: "1", **_JSON},
+    "gateway traced 1% (json)": {_RATIO: "0.01", **_JSON},
 }
 
 
@@ -123,7 +98,7 @@ def tracing_cost(args: argparse.Namespace) -> None:
         try:
             memory = serve_asgi("bench.asgi_servers:create_app", free_port())
             processes.append(memory)
-            targets = {}
+            targets, pids = {}, {}
             for name, sampling in TRACING_MODES.items():
                 env = {
                     "REDIS_URL": redis_server.url,
@@ -132,19 +107,28 @@ def tracing_cost(args: argparse.Namespace) -> None:
                     "RATE_LIMITS": "default=1000000/1,burst=1000000",
                     "DISCOVERY": "static",
                     "SERVICE_URLS": f"memory={memory.base_url}",
-                    **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **sampling} if sampling else {}),
+                    **({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **_SAMPLER, **sampling} if sampling else {}),
                 }
                 gateway = _service("gateway", free_port(), env)
                 processes.append(gateway)
                 targets[name] = f"{gateway.base_url}/api/memory/products/42"
+                pids[name] = gateway.process.pid
             results: Rounds = {}
+            cpu: dict[str, list[float]] = {}  # the gateway's CPU µs per request, per round
             for url in targets.values():
                 run_wrk(url, 16, "2s")  # warm up
             for round_ in range(args.rounds):
                 for name in list(targets) if round_ % 2 == 0 else list(reversed(targets)):
+                    before = ProcessTrees().tree(pids[name])
                     result = run_wrk(targets[name], 64, args.duration)
+                    spent = ProcessTrees().tree(pids[name]) - before
+                    requests = result.rps * _seconds(args.duration)
+                    cpu.setdefault(name, []).append(spent / requests * 1e6)
                     results.setdefault((name, "c64"), []).append(result)
-                    print(f"round {round_ + 1} {name}: {result.rps:,.0f} req/s", file=sys.stderr)
+                    print(
+                        f"round {round_ + 1} {name}: {result.rps:,.0f} req/s, {cpu[name][-1]:.0f} µs CPU per request",
+                        file=sys.stderr,
+                    )
         finally:
             for process in processes:
                 process.stop()
@@ -154,8 +138,24 @@ def tracing_cost(args: argparse.Namespace) -> None:
         f" median of {args.rounds} rounds; spans exported over OTLP/HTTP to a sink that drops them"
     )
     _table("Gateway in front of the in-memory upstream, tracing off and on:", results)
+    print("\n| gateway | CPU µs per request (median) |\n|---|---:|")
+    for name, per_round in cpu.items():
+        print(f"| {name} | {statistics.median(per_round):.0f} |")
+    print()
+    base_cpu = statistics.median(cpu["gateway"])
     for name in list(TRACING_MODES)[1:]:
-        print(f"{name} / gateway, 64 connections: {_ratio(results, name, 'gateway'):.3f} (aim at 1 %: >= 0.95)")
+        print(
+            f"{name} / gateway, 64 connections: {_ratio(results, name, 'gateway'):.3f} throughput,"
+            f" {base_cpu / statistics.median(cpu[name]):.3f} by CPU per request (aim at 1 %: >= 0.95)"
+        )
+
+
+_SAMPLER = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
+
+
+def _seconds(duration: str) -> float:
+    """wrk's duration ("8s", "2m") in seconds."""
+    return float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
 
 
 def _service(module: str, port: int, env: dict[str, str]) -> ServiceProcess:

@@ -54,6 +54,7 @@ import redis.asyncio as aioredis
 from stack.demo import DemoFailed, Gateway, sign_token
 from stack.state import StackState, alive, read_state
 
+from bench.cpu import ProcessTrees
 from flotilla_contracts.events import ORDERS_EVENTS
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.waiting import eventually_sync
@@ -61,7 +62,6 @@ from flotilla_streams.envelope import ENVELOPE_FIELD, decode
 
 _FINAL_TYPES = {"orders.OrderConfirmed": "confirmed", "orders.OrderCancelled": "cancelled"}
 _order_id = msgspec.json.Decoder(dict[str, object])
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 # Looked up once here: loading libc in the forked child could wait on a lock another thread held.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
@@ -298,35 +298,16 @@ class Result:
     final_states: dict[str, int]  # orders by final state, over the whole measurement
 
 
-def _process_tree_cpu() -> dict[int, tuple[int, float]]:
-    """Every process's (parent pid, CPU seconds so far), from /proc."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        found[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
-    return found
-
-
 def _cpu_by_service(stack: Stack) -> dict[str, float]:
     """CPU seconds so far of each service's instances, whole process trees (a server runs its app in a child).
 
     Every instance the state file lists counts (Redis too, and PostgreSQL if it is listed), and
     ``stack`` is the supervisor itself (``up``, which formats and prints the services' logs).
     """
-    processes = _process_tree_cpu()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _cpu) in processes.items():
-        children.setdefault(parent, []).append(pid)
-
-    def tree(pid: int) -> float:
-        return processes.get(pid, (0, 0.0))[1] + sum(tree(child) for child in children.get(pid, []))
-
-    totals = {"stack": processes.get(stack.state.supervisor_pid, (0, 0.0))[1]}
+    processes = ProcessTrees()
+    totals = {"stack": processes.cpu.get(stack.state.supervisor_pid, 0.0)}
     for record in stack.state.instances:
-        totals[record.service] = totals.get(record.service, 0.0) + tree(record.pid)
+        totals[record.service] = totals.get(record.service, 0.0) + processes.tree(record.pid)
     return totals
 
 

@@ -45,6 +45,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from flotilla_contracts.events import Event
 from flotilla_kit.db import Database
+from flotilla_kit.settings import OtlpProtocol
 from flotilla_kit.testing.redis import find_redis_server, start_redis
 from flotilla_redis.factory import create_redis
 from flotilla_streams.consumer import ConsumerOptions, HandlerContext, Handlers, StreamConsumer
@@ -103,10 +104,15 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    cpu_seconds: float  # of this process (all its threads) from first publish to last ack
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / self.events * 1e6
 
 
 @dataclass(frozen=True)
@@ -138,23 +144,24 @@ class Tracker:
     def missing(self) -> list[int]:
         return sorted(set(range(self.expected)) - self.seen)
 
-    def result(self, name: str, seconds: float) -> Result:
+    def result(self, name: str, seconds: float, cpu_seconds: float) -> Result:
         # Redelivered duplicates are allowed (at least once) and their latencies count too.
         centiles = statistics.quantiles(self.latencies_ns, n=100)
-        return Result(name, self.expected, seconds, p50_ms=centiles[49] / 1e6, p99_ms=centiles[98] / 1e6)
+        return Result(name, self.expected, seconds, centiles[49] / 1e6, centiles[98] / 1e6, cpu_seconds)
 
 
 def timeout_for(n_events: int) -> float:
     return TIMEOUT_BASE_S + n_events / TIMEOUT_MIN_RATE
 
 
-async def wait_acked(client: aioredis.Redis, names: Names, tracker: Tracker) -> int:
-    """Wait for every event to be handled, then for the group's pending list to empty; returns now (ns)."""
+async def wait_acked(client: aioredis.Redis, names: Names, tracker: Tracker) -> tuple[int, int]:
+    """Wait for every event to be handled, then for the group's pending list to empty; returns now
+    (ns) and the process's CPU time (ns)."""
     await tracker.all_handled.wait()
     # Polled rather than awaited: frameworks ack internally, so Redis is the one witness every configuration shares.
     while (await client.xpending(names.stream, names.group))["pending"]:
         await asyncio.sleep(0.0005)
-    return time.perf_counter_ns()
+    return time.perf_counter_ns(), time.process_time_ns()
 
 
 async def measure(
@@ -168,7 +175,7 @@ async def measure(
     async with aioredis.Redis.from_url(redis_url) as probe:
         try:
             async with asyncio.timeout(timeout_for(tracker.expected)), asyncio.TaskGroup() as group:
-                started_ns = time.perf_counter_ns()
+                started_ns, started_cpu_ns = time.perf_counter_ns(), time.process_time_ns()
                 for task in tasks:
                     group.create_task(task)
                 acked = group.create_task(wait_acked(probe, names, tracker))
@@ -176,7 +183,8 @@ async def measure(
             missing = tracker.missing()
             gap = f"{len(missing)} never handled (first: {missing[:5]})" if missing else "some never acked"
             raise RuntimeError(f"{name}: timed out after {timeout_for(tracker.expected):.0f}s: {gap}") from None
-    return tracker.result(name, (acked.result() - started_ns) / 1e9)
+    acked_ns, acked_cpu_ns = acked.result()
+    return tracker.result(name, (acked_ns - started_ns) / 1e9, (acked_cpu_ns - started_cpu_ns) / 1e9)
 
 
 # --------------------------------------------------------------------------- (a) raw redis-py
@@ -392,15 +400,16 @@ async def run_flotilla_outbox_inbox(redis_url: str, n_events: int) -> Result:
 
 
 def traced(
-    name: str, ratio: float, run: Callable[[str, int], Awaitable[Result]]
+    name: str, ratio: float, run: Callable[[str, int], Awaitable[Result]], protocol: OtlpProtocol = "http/protobuf"
 ) -> Callable[[str, int], Awaitable[Result]]:
-    """``run`` with the service runtime's tracing on at ``ratio``, spans sent to a sink that drops them."""
+    """``run`` with the service runtime's tracing on at ``ratio``, spans sent in ``protocol`` to a
+    sink (a process of its own) that drops them."""
 
     async def run_traced(redis_url: str, n_events: int) -> Result:
         from opentelemetry import trace
         from opentelemetry.util._once import Once
 
-        from bench.gateway_bench import otlp_sink
+        from bench.otlp_sink import otlp_sink
         from flotilla_kit.settings import ServiceSettings
         from flotilla_kit.tracing import Tracing
 
@@ -410,6 +419,7 @@ def traced(
                 otel_exporter_otlp_endpoint=endpoint,
                 otel_traces_sampler="parentbased_traceidratio",
                 otel_traces_sampler_arg=ratio,
+                otel_exporter_otlp_protocol=protocol,
             )
             tracing = Tracing.from_settings(settings, version="bench")
             tracing.start()
@@ -431,6 +441,10 @@ CONFIGURATIONS: dict[str, Callable[[str, int], Awaitable[Result]]] = {
     "flotilla_direct": run_flotilla_direct,
     "flotilla_direct_traced_100": traced("flotilla_direct_traced_100", 1.0, run_flotilla_direct),
     "flotilla_direct_traced_1": traced("flotilla_direct_traced_1", 0.01, run_flotilla_direct),
+    "flotilla_direct_traced_100_json": traced(
+        "flotilla_direct_traced_100_json", 1.0, run_flotilla_direct, protocol="http/json"
+    ),
+    "flotilla_direct_traced_1_json": traced("flotilla_direct_traced_1_json", 0.01, run_flotilla_direct, "http/json"),
     "flotilla_outbox_inbox": run_flotilla_outbox_inbox,
     "faststream": run_faststream,
     "faststream_pipelined": run_faststream_pipelined,
@@ -442,6 +456,8 @@ RATIOS: list[tuple[str, str]] = [
     ("flotilla_direct", "raw"),
     ("flotilla_direct_traced_100", "flotilla_direct"),
     ("flotilla_direct_traced_1", "flotilla_direct"),  # aim >= 0.95
+    ("flotilla_direct_traced_100_json", "flotilla_direct"),
+    ("flotilla_direct_traced_1_json", "flotilla_direct"),
     ("flotilla_direct", "faststream"),
     ("flotilla_direct", "faststream_pipelined"),
 ]
@@ -460,28 +476,42 @@ def run_once(name: str, n_events: int) -> Result:
 
 
 def run_all(names: list[str], n_events: int, runs: int) -> dict[str, Result]:
-    """Each configuration ``runs`` times, order alternating between runs; the median run of each."""
+    """Each configuration ``runs`` times, order alternating between runs; the median of each."""
     results: dict[str, list[Result]] = {name: [] for name in names}
     for run in range(runs):
         for name in names if run % 2 == 0 else reversed(names):
             result = run_once(name, n_events)
             results[name].append(result)
             print(f"run {run + 1}/{runs} {name}: {result.events_per_s:,.0f} events/s", file=sys.stderr)
-    return {name: sorted(rs, key=lambda r: r.events_per_s)[len(rs) // 2] for name, rs in results.items()}
+    return {name: _median(rs) for name, rs in results.items()}
+
+
+def _median(runs: list[Result]) -> Result:
+    # The median run by throughput, with the median CPU time of all runs (each varies on its own).
+    middle = sorted(runs, key=lambda r: r.events_per_s)[len(runs) // 2]
+    return dataclasses.replace(middle, cpu_seconds=statistics.median(r.cpu_seconds for r in runs))
 
 
 def format_table(medians: dict[str, Result]) -> str:
     baseline = medians.get(BASELINE)
-    lines = ["| configuration | events/s | p50 ms | p99 ms | ratio to raw |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| configuration | events/s | p50 ms | p99 ms | CPU µs/event | ratio to raw |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in medians.values():
         ratio = f"{r.events_per_s / baseline.events_per_s:.2f}" if baseline else "n/a"
-        lines.append(f"| {r.name} | {r.events_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {ratio} |")
+        lines.append(
+            f"| {r.name} | {r.events_per_s:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.cpu_us_per_event:.1f} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
 def format_ratios(medians: dict[str, Result]) -> list[str]:
+    # Throughput, and CPU per event inverted (b's over a's): on a shared machine, the share of the
+    # cores a run gets moves its throughput, much less the CPU each event costs.
     return [
-        f"{a} / {b}: {medians[a].events_per_s / medians[b].events_per_s:.2f}x"
+        f"{a} / {b}: {medians[a].events_per_s / medians[b].events_per_s:.2f}x throughput,"
+        f" {medians[b].cpu_us_per_event / medians[a].cpu_us_per_event:.2f}x by CPU per event"
         for a, b in RATIOS
         if a in medians and b in medians
     ]

@@ -9,6 +9,9 @@ Choices that hold for every service, and why:
   service, gets a plain ClusterIP Service for an Ingress or load balancer in front.
 - The consumer name is the pod name (INSTANCE_ID from the downward API): unique among replicas, and
   a consumer that left pending entries behind is found by that name by XAUTOCLAIM's idle rule.
+- Callers resolve by DNS, yet every pod registers in the Redis registry too (DISCOVERY_REGISTER),
+  at its pod IP (ADVERTISE_HOST from the downward API: a pod's name resolves nowhere), so the
+  console and operators see every instance, and the console's hand-over refuses a live consumer.
 - Probes: startup and readiness on /readyz (database, Redis, consumers), liveness on /healthz only,
   which never touches a dependency: a Redis outage must make pods unready, not restart them all.
 - Shutdown: a ``preStop`` pause first (the pod leaves the Service's endpoints and the callers' DNS
@@ -76,6 +79,7 @@ def settings_values(service: ServiceFacts) -> dict[str, str]:
         "INTERNAL_PORT": str(INTERNAL_PORT),
         "DISCOVERY": "dns",
         "DNS_TEMPLATE": DNS_TEMPLATE,
+        "DISCOVERY_REGISTER": "true",
         "LOG_JSON": "true",
         "LOG_LEVEL": "INFO",
         "SHUTDOWN_TIMEOUT_SECONDS": f"{service.shutdown_timeout_seconds:g}",
@@ -113,6 +117,7 @@ def config_map(service: ServiceFacts) -> dict[str, Any]:
 def deployment(service: ServiceFacts) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
         {"name": "INSTANCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "ADVERTISE_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         *(
             {"name": key, "valueFrom": {"secretKeyRef": {"name": credentials_secret(service), "key": key}}}
             for key in secret_keys(service)

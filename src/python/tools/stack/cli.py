@@ -452,6 +452,7 @@ class Supervisor:
             env["PYTHONPATH"] = os.pathsep.join(sys.path)
         if self.console is not None:  # every service and the gateway send their traces to the console
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.console.url
+            env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/json"  # the console reads both; JSON costs less CPU per span
             env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
             env["OTEL_TRACES_SAMPLER_ARG"] = str(self.options.trace_ratio)
         return env

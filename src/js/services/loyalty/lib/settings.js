@@ -71,6 +71,9 @@ const FIELDS = {
   REDIS_URL: ["", redisUrl],
   INSTANCE_ID: ["", text],
   DISCOVERY: ["none", oneOf("none", "redis", "static", "dns")],
+  // Registered in the Redis registry whatever DISCOVERY is (operators and the console see every
+  // instance); only DISCOVERY=redis makes the registration a readiness check, as in Python.
+  DISCOVERY_REGISTER: [true, boolean],
   PUBLIC_URL: ["", httpUrl],
   DISCOVERY_TTL_SECONDS: [10, positiveNumber],
   LOG_LEVEL: ["INFO", oneOf("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")],
@@ -114,6 +117,7 @@ export function loadSettings(environ = process.env) {
     redisUrl: values.REDIS_URL,
     instanceId,
     discovery: values.DISCOVERY,
+    discoveryRegister: values.DISCOVERY_REGISTER,
     publicUrl: (values.PUBLIC_URL || `http://${publicHost}:${values.PORT}`).replace(/\/+$/, ""),
     discoveryTtlSeconds: values.DISCOVERY_TTL_SECONDS,
     logLevel: values.LOG_LEVEL,

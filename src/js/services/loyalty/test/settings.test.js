@@ -55,3 +55,13 @@ test("PUBLIC_URL must be an http:// or https:// URL, as the gateway calls it", (
     );
   }
 });
+
+test("the instance registers whatever DISCOVERY is, unless DISCOVERY_REGISTER turns it off", () => {
+  const base = { REDIS_URL: "redis://r:6379/0" };
+  assert.equal(loadSettings({ ...base, DISCOVERY: "dns" }).discoveryRegister, true);
+  assert.equal(loadSettings({ ...base, DISCOVERY_REGISTER: "false" }).discoveryRegister, false);
+  assert.throws(
+    () => loadSettings({ ...base, DISCOVERY_REGISTER: "sometimes" }),
+    (error) => error instanceof SettingsError && error.problems[0].startsWith('DISCOVERY_REGISTER="sometimes": Expected a boolean'),
+  );
+});

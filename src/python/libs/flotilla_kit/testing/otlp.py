@@ -1,4 +1,4 @@
-"""A real OTLP/HTTP trace receiver for tests: POST /v1/traces with protobuf, on a free port.
+"""A real OTLP/HTTP trace receiver for tests: POST /v1/traces with protobuf or JSON, on a free port.
 
 It runs an aiohttp server in a thread of its own, so that the test may block (waiting for a
 process, stopping it) while services post their spans to it.
@@ -7,13 +7,16 @@ process, stopping it) while services post their spans to it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from google.protobuf import json_format  # pants: no-infer-dep (comes with opentelemetry-proto)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -56,6 +59,7 @@ class OtlpReceiver:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.posts = 0
+        self.content_types: set[str] = set()  # of the exports received
         self._spans: list[ReceivedSpan] = []
         self._received = threading.Condition()  # notified at every export that arrives
         self._loop = asyncio.new_event_loop()
@@ -105,21 +109,44 @@ class OtlpReceiver:
         await runner.cleanup()
 
     async def _receive(self, request: web.Request) -> web.Response:
-        if request.content_type != "application/x-protobuf":
+        if request.content_type not in ("application/x-protobuf", "application/json"):
             return web.Response(status=415)
         body = await request.read()
         if request.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(body)
+        if request.content_type == "application/json":
+            export = request_from_json(body)
+        else:
+            export = ExportTraceServiceRequest()
+            export.ParseFromString(body)
         received = list(_spans_of(export))
         with self._received:
             self.posts += 1
+            self.content_types.add(request.content_type)
             self._spans.extend(received)
             self._received.notify_all()
+        if request.content_type == "application/json":
+            return web.json_response({})
         return web.Response(
             body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf"
         )
+
+
+def request_from_json(body: bytes) -> ExportTraceServiceRequest:
+    """An export in OTLP's JSON encoding, read by protobuf's own JSON parser (the reference).
+
+    OTLP's JSON differs from the protobuf JSON mapping in one place: trace and span ids are hex,
+    not base64. They are turned into base64 first; a malformed export raises.
+    """
+    document = json.loads(body)
+    for resource_spans in document.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                for item in (span, *span.get("links", ())):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in item:
+                            item[key] = base64.b64encode(bytes.fromhex(item[key])).decode("ascii")
+    return json_format.ParseDict(document, ExportTraceServiceRequest())
 
 
 def _spans_of(export: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:

@@ -1,4 +1,4 @@
-"""A service registers itself when Redis discovery is configured, and deregisters on shutdown."""
+"""A service with a REDIS_URL registers itself, whatever its discovery mode, and deregisters on shutdown."""
 
 import pytest
 import redis.asyncio as redis
@@ -141,6 +141,7 @@ def test_static_mode_gives_the_app_a_resolver(tmp_path):
     [
         ({"discovery": "redis"}, "DISCOVERY=redis needs REDIS_URL"),
         ({"discovery": "static", "service_urls": "nonsense"}, "SERVICE_URLS='nonsense'"),
+        ({"advertise_host": "10.0.0.5:8000"}, "ADVERTISE_HOST='10.0.0.5:8000': a host name or an IP address"),
     ],
 )
 def test_incomplete_discovery_settings_stop_start_up(tmp_path, caplog, overrides, message):
@@ -168,3 +169,96 @@ async def test_an_instance_with_an_internal_port_registers_where_its_metrics_ans
     with TestClient(create_service_app(settings, version="2.0.1", route_handlers=[])):
         expected = [("http://127.0.0.1:8123", f"http://127.0.0.1:{port}")]
         await eventually(lambda: _equals(registered(), expected), what="registered with its internal URL")
+
+
+@pytest.mark.parametrize("mode", ["dns", "static", "none"])
+async def test_an_instance_with_a_redis_url_registers_in_every_discovery_mode_at_its_advertised_host(
+    tmp_path, redis_url, mode
+):
+    # As a pod runs: listening on every address, reached at its pod IP (ADVERTISE_HOST).
+    port = free_port()
+    settings = _settings(
+        tmp_path,
+        discovery=mode,
+        redis_url=redis_url,
+        instance_id=f"catalog-{mode}",
+        host="0.0.0.0",
+        advertise_host="127.0.0.1",
+        internal_port=port,
+    )
+    observer = redis.Redis.from_url(redis_url)
+    registry = RedisRegistry(observer)
+
+    async def registered() -> list[tuple[str, str, str]]:
+        found = await registry.instances("catalog")
+        return [(i.url, i.internal_url, i.version) for i in found if i.instance_id == f"catalog-{mode}"]
+
+    with TestClient(create_service_app(settings, version="2.0.2", route_handlers=[])) as http:
+        expected = [("http://127.0.0.1:8123", f"http://127.0.0.1:{port}", "2.0.2")]
+        await eventually(lambda: _equals(registered(), expected), what=f"registered in {mode} mode")
+        # Callers find it by DNS or a list here: the registry is not one of its readiness checks.
+        assert "discovery registration" not in http.get("/readyz").json()["checks"]
+    assert await registered() == [], "deregistered on shutdown"
+    await observer.aclose()
+
+
+async def test_discovery_register_false_keeps_the_instance_out_of_the_registry(tmp_path, redis_url, caplog):
+    observer = redis.Redis.from_url(redis_url)
+    registry = RedisRegistry(observer)
+    for mode in ("dns", "redis"):
+        settings = _settings(
+            tmp_path, discovery=mode, redis_url=redis_url, instance_id=f"hidden-{mode}", discovery_register=False
+        )
+        with TestClient(create_service_app(settings, version="1", route_handlers=[])) as http:
+            assert http.get("/readyz").status_code == 200
+            assert f"hidden-{mode}" not in [i.instance_id for i in await registry.instances("catalog")]
+    # In redis mode nothing else finds it: said once at start.
+    assert "DISCOVERY_REGISTER=false: this instance is not registered, so no service can call it" in caplog.text
+    await observer.aclose()
+
+
+async def test_outside_redis_mode_a_registry_out_of_reach_leaves_the_instance_ready(tmp_path, caplog):
+    server = start_redis()  # its own: the test stops it
+    try:
+        settings = _settings(
+            tmp_path,
+            discovery="dns",
+            redis_url=server.url,
+            instance_id="catalog-d",
+            public_url="http://10.0.0.8:8123",
+            discovery_ttl_seconds=0.6,
+        )
+        with TestClient(create_service_app(settings, version="1", route_handlers=[])) as http:
+            observer = redis.Redis.from_url(server.url)
+            await eventually(
+                lambda: _contains(RedisRegistry(observer).instances("catalog"), "catalog-d"), what="registered"
+            )
+            await observer.aclose()
+            server.stop()
+            await eventually(
+                lambda: _logged(caplog, "registry unreachable, catalog/catalog-d keeps retrying"),
+                what="the heartbeat failing",
+            )
+            assert http.get("/readyz").status_code == 200
+    finally:
+        server.close()
+
+
+async def _contains(awaitable, instance_id: str) -> bool:
+    return instance_id in [i.instance_id for i in await awaitable]
+
+
+async def _logged(caplog, text: str) -> bool:
+    return text in caplog.text
+
+
+def test_an_advertised_host_makes_the_registered_urls_and_an_ipv6_address_gets_brackets(tmp_path):
+    pod = _settings(tmp_path, host="0.0.0.0", advertise_host="10.1.2.3", internal_port=9090)
+    assert (pod.resolved_public_url(), pod.resolved_internal_url()) == ("http://10.1.2.3:8123", "http://10.1.2.3:9090")
+    six = _settings(tmp_path, host="::", advertise_host="fd00::17")
+    assert six.resolved_public_url() == "http://[fd00::17]:8123"
+    assert _settings(tmp_path, host="::1").resolved_public_url() == "http://[::1]:8123"
+    # An explicit PUBLIC_URL still wins for the public one.
+    assert _settings(tmp_path, advertise_host="10.1.2.3", public_url="https://c.example").resolved_public_url() == (
+        "https://c.example"
+    )

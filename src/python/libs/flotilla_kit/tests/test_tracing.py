@@ -4,6 +4,7 @@ to a real receiver, across two real service processes."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sys
 import urllib.request
@@ -17,7 +18,7 @@ from litestar.di import NamedDependency
 from litestar.testing import AsyncTestClient
 from opentelemetry import trace as otel_trace
 
-from flotilla_http.context import trace_var
+from flotilla_http.context import parse_traceparent, trace_var
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
 from flotilla_kit.middleware import RequestContextMiddleware
@@ -26,7 +27,14 @@ from flotilla_kit.testing.otlp import OtlpReceiver, ReceivedSpan, reset_global_t
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.tests import traced_service
-from flotilla_kit.tracing import sampler_from, traces_endpoint, tracing_enabled
+from flotilla_kit.tracing import (
+    RootSampling,
+    _unsampled,
+    _unsampled_traceparent,
+    sampler_from,
+    traces_endpoint,
+    tracing_enabled,
+)
 
 INCOMING_TRACE = "0af7651916cd43dd8448eb211c80319c"
 INCOMING_SPAN = "b7ad6b7169203331"
@@ -70,6 +78,36 @@ def test_the_sampler_is_read_from_the_standard_variables():
     assert "AlwaysOnSampler" in sampler_from(load_settings(ServiceSettings, {})).get_description()
 
 
+@pytest.mark.parametrize(
+    "sampler",
+    ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+     "parentbased_traceidratio"],
+)  # fmt: skip
+@pytest.mark.parametrize("ratio", ["0", "0.01", "0.5", "1"])
+def test_a_new_trace_is_sampled_before_the_sdk_exactly_as_the_sdk_sampler_decides(sampler, ratio):
+    settings = load_settings(ServiceSettings, {"OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": ratio})
+    ours, sdk = RootSampling.from_settings(settings), sampler_from(settings)
+    rng = random.Random(f"{sampler}-{ratio}")
+    # Random ids, and ids on both sides of the ratio's bound (where an off-by-one would show).
+    bound = ours.bound
+    edges = [bound - 1, bound, bound + 1, (1 << 64) - 1, 1 << 64, (rng.getrandbits(64) << 64) | max(bound - 1, 0)]
+    for trace_id in [rng.getrandbits(128) or 1 for _ in range(2000)] + [e for e in edges if 0 < e < 1 << 128]:
+        decided = sdk.should_sample(None, trace_id, "GET").decision.is_sampled()
+        assert ours.sampled(trace_id) == decided, hex(trace_id)
+
+
+def test_the_sampled_flag_read_from_a_traceparent_agrees_with_parsing_it():
+    rng = random.Random(7)
+    values = [
+        f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-{rng.getrandbits(8):02x}" for _ in range(2000)
+    ]
+    for value in values:
+        assert _unsampled_traceparent(value) == _unsampled(parse_traceparent(value)), value
+    # Malformed values are never taken as "not sampled" by the shortcut: they are parsed (a new trace).
+    for value in ["", "00-abc-01", "00-" + "0" * 32 + "-" + "1" * 16 + "-0", "x" * 54 + "1", "x" * 56]:
+        assert not _unsampled_traceparent(value) or parse_traceparent(value) is None
+
+
 def test_bad_tracing_settings_are_named():
     with pytest.raises(SettingsError) as raised:
         load_settings(
@@ -78,9 +116,11 @@ def test_bad_tracing_settings_are_named():
                 "OTEL_TRACES_SAMPLER": "sometimes",
                 "OTEL_TRACES_SAMPLER_ARG": "2",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
             },
         )
     text = str(raised.value)
+    assert "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='grpc'" in text and "http/json" in text
     assert "OTEL_TRACES_SAMPLER='sometimes'" in text and "parentbased_traceidratio" in text
     assert "OTEL_TRACES_SAMPLER_ARG='2'" in text
     assert "OTEL_EXPORTER_OTLP_ENDPOINT='collector:4318'" in text
@@ -129,14 +169,18 @@ def _listener_of(engine):
     return listeners[0] if listeners else (lambda *a: None)
 
 
-async def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_database_spans(tmp_path, receiver):
-    app = _app(_settings(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint))
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
+async def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_database_spans(
+    tmp_path, receiver, protocol
+):
+    app = _app(_settings(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol))
     async with AsyncTestClient(app) as client:
         answer = await client.get("/items/7?full=1", headers={"traceparent": f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"})
         assert answer.status_code == 200
         ids = answer.json()
         assert (await client.get("/boom")).status_code == 500
     # The app stopped: its shutdown flushed the spans.
+    assert receiver.content_types == {"application/json" if protocol == "http/json" else "application/x-protobuf"}
     spans = receiver.spans
     server = _one(spans, kind="SERVER", name="GET /items/{item_id}")
     # trace_var (logs, the HTTP client) holds the span's ids, and the answer names the span too.
@@ -172,6 +216,31 @@ async def test_sampling_at_zero_exports_nothing(tmp_path, receiver):
             assert int(answer.headers["traceparent"][-2:], 16) & 1 == 0
         assert (await client.get("/boom")).status_code == 500
     assert receiver.spans == [] and receiver.posts == 0
+
+
+async def test_a_sampled_new_trace_is_exported_under_the_trace_id_it_was_sampled_by(tmp_path, receiver):
+    settings = _settings(
+        tmp_path,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0.5",
+    )
+    roots = RootSampling.from_settings(settings)
+    app = _app(settings)
+    answered: dict[str, bool] = {}
+    async with AsyncTestClient(app) as client:
+        for item in range(60):
+            answer = await client.get(f"/items/{item}")
+            assert answer.status_code == 200
+            trace = parse_traceparent(answer.headers["traceparent"])
+            assert trace is not None
+            sampled = bool(int(trace.flags, 16) & 1)
+            # The flag the answer carries is the sampler's verdict on the trace id it carries.
+            assert sampled == roots.sampled(int(trace.trace_id, 16))
+            answered[trace.trace_id] = sampled
+    assert 0 < sum(answered.values()) < len(answered)  # both kinds, at 0.5 over 60 requests
+    exported = {span.trace_id for span in receiver.spans if span.kind == "SERVER"}
+    assert exported == {trace_id for trace_id, sampled in answered.items() if sampled}
 
 
 def _one(spans: list[ReceivedSpan], *, kind: str, name: str | None = None, parent: ReceivedSpan | None = None):

@@ -65,8 +65,8 @@ async function act(path, confirm) {
   return api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ confirm }) });
 }
 
-function errorBox(error) {
-  return el("div", { class: "error-box" }, `Could not load: ${error.message}`);
+function errorBox(error, what = "Could not load") {
+  return el("div", { class: "error-box" }, `${what}: ${error.message}`);
 }
 
 // --- views
@@ -175,7 +175,7 @@ async function deadLettersView(stream) {
                 const done = await act(`api/streams/${enc(stream)}/dead-letters/replay-all`, typed);
                 result.replaceChildren(el("div", { class: "notice" }, `Replayed ${plural(done.replayed.length, "dead letter")}.`));
               } catch (error) {
-                result.replaceChildren(errorBox(error));
+                result.replaceChildren(errorBox(error, "Not replayed"));
               }
             },
           },
@@ -237,7 +237,7 @@ async function deadLetterView(stream, id) {
               await act(`api/streams/${enc(stream)}/dead-letters/${enc(id)}/replay`, letter.id);
               result.replaceChildren(el("div", { class: "notice" }, "Replayed."));
             } catch (error) {
-              result.replaceChildren(errorBox(error));
+              result.replaceChildren(errorBox(error, "Not replayed"));
             }
           },
         },
@@ -537,7 +537,7 @@ function loginView(reason) {
               await api("login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: token.value.trim() }) });
               location.reload();
             } catch (error) {
-              result.replaceChildren(errorBox(error));
+              result.replaceChildren(errorBox(error, "Not logged in"));
             }
           },
         },

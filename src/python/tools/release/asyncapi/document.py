@@ -601,8 +601,9 @@ def _operations(events: Sequence[EventChannel], streams: Sequence[str], wiring: 
         "channel": {"$ref": f"#/channels/{DISCOVERY_CHANNEL}"},
         "title": "Instances announce their registration",
         "description": (
-            "Every instance of every service (DISCOVERY=redis) registers, heartbeats and deregisters in the"
-            " registry; the registry's scripts announce each change (x-flotilla-discovery)."
+            "Every instance with a REDIS_URL registers, heartbeats and deregisters in the registry, whatever"
+            " DISCOVERY is (DISCOVERY_REGISTER, on by default); the registry's scripts announce each change"
+            " (x-flotilla-discovery)."
         ),
         "messages": [change],
     }
