@@ -122,6 +122,8 @@ async function main() {
         url: settings.publicUrl,
         version: VERSION,
         startedAt: Date.now() / 1000,
+        // Only with DISCOVERY=redis do callers find it in the registry; otherwise it is there to be seen.
+        routable: settings.discovery === "redis",
       },
       ttlSeconds: settings.discoveryTtlSeconds,
       log: logger.child("loyalty.discovery"),

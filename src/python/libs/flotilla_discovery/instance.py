@@ -15,6 +15,11 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float = 0.0  # unix seconds
     # Where its /metrics and /info answer when they are kept off ``url`` (INTERNAL_PORT); empty: on ``url``.
     internal_url: str = ""
+    # Whether callers may route to it through the registry. An instance that resolves its own peers
+    # some other way (DNS, a static list) registers only to be seen (the console, operators) and may
+    # not be reachable from where a registry-resolving caller runs: resolvers skip it. Entries of
+    # older registrants, without the field, are routable, as they were.
+    routable: bool = True
 
 
 instance_encoder = msgspec.json.Encoder()

@@ -133,7 +133,7 @@ class RedisResolver:
             if not force and cached is not None and self._is_fresh(cached):
                 return cached.instances  # another caller refreshed it while we waited
             try:
-                found = await self._store.live(service)
+                found = [instance for instance in await self._store.live(service) if instance.routable]
             except (RedisError, OSError) as error:
                 if cached is None:
                     raise DiscoveryUnavailable(service, f"registry unreachable: {error!r}") from error

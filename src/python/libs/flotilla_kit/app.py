@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from flotilla_kit.contract import HttpContract
 from flotilla_kit.db import Database, DatabaseUnavailable
-from flotilla_kit.discovery import registration_component, resolver_component
+from flotilla_kit.discovery import check_discovery_settings, registration_component, resolver_component
 from flotilla_kit.health import ReadinessCheck, internal_endpoints_of, operational_handlers
 from flotilla_kit.internal import internal_endpoints
 from flotilla_kit.metrics import ServiceMetrics
@@ -93,6 +93,7 @@ def create_service_app(
     to keep them off it even without INTERNAL_PORT (then they are not served at all, and start-up
     logs a warning saying so).
     """
+    check_discovery_settings(settings)  # here, so a bad value is a usage error, not a failed start-up
     internal_on_public_port = internal_endpoints_public and not settings.internal_port
     # Off (no OTLP endpoint, or OTEL_SDK_DISABLED): nothing of it is built or installed.
     tracing = Tracing.from_settings(settings, version=version) if tracing_enabled(settings) else None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -30,14 +31,20 @@ if TYPE_CHECKING:  # imported at run time only with Redis, as below
 
 log = logging.getLogger(__name__)
 
+# How long shutdown waits for the heartbeat to stop and deregister.
+DEREGISTER_SECONDS = 2.0
+
 
 def check_discovery_settings(settings: ServiceSettings) -> None:
     """Raise SettingsError when the discovery mode lacks what it needs."""
     if settings.discovery == "redis" and not settings.redis_url:
         raise SettingsError(["DISCOVERY=redis needs REDIS_URL"])
-    if ":" in settings.advertise_host and not _is_ipv6(settings.advertise_host):
+    if settings.advertise_host and not _is_host(settings.advertise_host):
         raise SettingsError(
-            [f"ADVERTISE_HOST={settings.advertise_host!r}: a host name or an IP address, without a port"]
+            [
+                f"ADVERTISE_HOST={settings.advertise_host!r}: a host name or an IP address (no port, no"
+                " brackets, no IPv6 zone: other hosts must reach it by this name)"
+            ]
         )
     if settings.discovery == "static":
         try:
@@ -49,8 +56,7 @@ def check_discovery_settings(settings: ServiceSettings) -> None:
 @contextlib.asynccontextmanager
 async def resolver_component(app: Litestar) -> AsyncIterator[None]:
     """Sets ``app.state.resolver``; in redis mode it reads the registry through ``app.state.redis``."""
-    settings: ServiceSettings = app.state.settings
-    check_discovery_settings(settings)
+    settings: ServiceSettings = app.state.settings  # checked by create_service_app
     if settings.discovery != "redis":
         app.state.resolver = _resolver(settings)
         yield
@@ -96,6 +102,7 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
         version=app.state.service_version,
         started_at=time.time(),
         internal_url=settings.resolved_internal_url(),
+        routable=settings.discovery == "redis",
     )
     restarts = Counter(
         "flotilla_discovery_heartbeat_restarts_total",
@@ -111,7 +118,19 @@ async def registration_component(app: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()  # deregisters, so callers stop choosing this instance while the rest stops
-        await task
+        await _stopped(task)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    # Deregistering is a courtesy (the entry expires with its TTL anyway): a Redis that stalls must
+    # not hold the rest of the shutdown (consumers, the outbox, the database, the last traces).
+    try:
+        async with asyncio.timeout(DEREGISTER_SECONDS):
+            await asyncio.shield(task)
+    except TimeoutError:
+        log.warning("deregistering took over %.0f s (Redis stalled?): left to expire with its TTL", DEREGISTER_SECONDS)
+        task.cancel()
+        await asyncio.wait((task,))
 
 
 def _registration_check(heartbeat: Heartbeat, task: asyncio.Task[None]) -> ReadinessCheck:
@@ -135,8 +154,16 @@ def _resolver(settings: ServiceSettings) -> Any:
     return StaticResolver({})
 
 
-def _is_ipv6(host: str) -> bool:
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _is_host(host: str) -> bool:
+    # An IP address without a zone ("fe80::1%eth0" names an interface of this host, meaningless
+    # elsewhere), or a host name; "$(POD_IP)", an unexpanded manifest reference, is neither.
     try:
-        return ipaddress.ip_address(host).version == 6
+        return "%" not in host and bool(ipaddress.ip_address(host))
     except ValueError:
-        return False
+        return _HOST_NAME.fullmatch(host) is not None

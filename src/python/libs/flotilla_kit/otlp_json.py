@@ -33,6 +33,7 @@ _ENCODER = msgspec.json.Encoder()
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class OtlpJsonSpanExporter(OTLPSpanExporter):
@@ -163,16 +164,32 @@ def _flags(context: SpanContext | None) -> int:
 def _attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     if not attributes:
         return []
-    return [{"key": key, "value": _value(value)} for key, value in attributes.items()]
+    encoded = []
+    for key, value in attributes.items():
+        # An attribute that has no encoding is left out, not the batch: as the SDK's encoder does.
+        try:
+            encoded.append({"key": _text(key), "value": _value(value)})
+        except (TypeError, ValueError) as error:
+            log.warning("attribute %r left out of the export: %s", key, error)
+    return encoded
+
+
+def _text(value: str) -> str:
+    # JSON text is UTF-8: a lone surrogate (from a bytes value decoded with surrogateescape) has none.
+    if not value.isascii():
+        value.encode("utf-8")  # raises UnicodeEncodeError, a ValueError
+    return value
 
 
 def _value(value: Any) -> dict[str, Any]:
     # bool before int (a bool is an int); the order and the cases are the SDK encoder's.
     if isinstance(value, str):
-        return {"stringValue": value}
+        return {"stringValue": _text(value)}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{value} is outside OTLP's 64-bit integers")
         return {"intValue": str(value)}
     if isinstance(value, float):
         # JSON has no NaN or infinities: the protobuf JSON mapping spells them as strings.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Iterable, Mapping
 from contextvars import Token
 from dataclasses import dataclass
@@ -255,10 +256,18 @@ def _unsampled(parent: TraceContext | None) -> bool:
 
 
 def _unsampled_traceparent(traceparent: str) -> bool:
-    # What _unsampled(parse_traceparent(...)) says of a well-formed traceparent, without parsing it
-    # (this runs for every consumed event): its flags are its last two hex digits, the sampled bit
-    # the lowest. A malformed one is parsed later, and starts a new trace.
-    return len(traceparent) == 55 and traceparent[-1] in "02468ace"
+    # True only where _unsampled(parse_traceparent(...)) is, at under half its cost (this runs for
+    # every consumed event): the exact form producers write, with the sampled bit (the lowest of the
+    # flags) clear. Anything else (upper case, another version, zero ids) goes the parsing way.
+    return (
+        _UNSAMPLED_TRACEPARENT.fullmatch(traceparent) is not None
+        and traceparent[3:35] != _ZERO_TRACE_ID
+        and traceparent[36:52] != _ZERO_SPAN_ID
+    )
+
+
+_UNSAMPLED_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f][02468ace]")
+_ZERO_TRACE_ID, _ZERO_SPAN_ID = "0" * 32, "0" * 16
 
 
 def _parent_context(parent: TraceContext | None) -> otel_context.Context:

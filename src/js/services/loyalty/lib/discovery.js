@@ -55,6 +55,7 @@ export function instanceJson(instance) {
     url: instance.url,
     version: instance.version,
     started_at: instance.startedAt,
+    routable: instance.routable,
   });
 }
 

@@ -1,6 +1,7 @@
 // Settings from environment variables, named as the Python services name theirs
 // (flotilla_kit/settings.py): every bad value is reported at once, each naming its variable.
 
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -63,6 +64,14 @@ function httpUrl(raw) {
 
 const text = (raw) => raw;
 
+// The host others reach this instance at: an IP address (no IPv6 zone: it names an interface of
+// this host) or an RFC 1123 host name; as flotilla_kit.discovery checks ADVERTISE_HOST.
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+function advertisedHost(raw) {
+  if ((net.isIP(raw) && !raw.includes("%")) || HOST_NAME.test(raw)) return raw;
+  throw new Error("Expected a host name or an IP address (no port, no brackets, no IPv6 zone)");
+}
+
 // variable -> [default, parser]; the defaults are the Python services' where they have the setting.
 const FIELDS = {
   SERVICE_NAME: ["loyalty", text],
@@ -75,6 +84,7 @@ const FIELDS = {
   // instance); only DISCOVERY=redis makes the registration a readiness check, as in Python.
   DISCOVERY_REGISTER: [true, boolean],
   PUBLIC_URL: ["", httpUrl],
+  ADVERTISE_HOST: ["", advertisedHost],
   DISCOVERY_TTL_SECONDS: [10, positiveNumber],
   LOG_LEVEL: ["INFO", oneOf("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")],
   LOG_JSON: [true, boolean],
@@ -109,7 +119,8 @@ export function loadSettings(environ = process.env) {
   }
   if (problems.length) throw new SettingsError(problems);
   const instanceId = values.INSTANCE_ID || `${os.hostname()}-${values.PORT}`;
-  const publicHost = ["0.0.0.0", "::", ""].includes(values.HOST) ? os.hostname() : values.HOST;
+  const host = values.ADVERTISE_HOST || (["0.0.0.0", "::", ""].includes(values.HOST) ? os.hostname() : values.HOST);
+  const publicHost = host.includes(":") ? `[${host}]` : host; // an IPv6 address, as URLs write it
   return {
     serviceName: values.SERVICE_NAME,
     host: values.HOST,

@@ -65,3 +65,17 @@ test("the instance registers whatever DISCOVERY is, unless DISCOVERY_REGISTER tu
     (error) => error instanceof SettingsError && error.problems[0].startsWith('DISCOVERY_REGISTER="sometimes": Expected a boolean'),
   );
 });
+
+test("the registered URL's host is ADVERTISE_HOST (the pod IP), an IPv6 address in brackets", () => {
+  const base = { REDIS_URL: "redis://r:6379/0", PORT: "8007" };
+  assert.equal(loadSettings({ ...base, HOST: "0.0.0.0", ADVERTISE_HOST: "10.1.2.3" }).publicUrl, "http://10.1.2.3:8007");
+  assert.equal(loadSettings({ ...base, HOST: "::1" }).publicUrl, "http://[::1]:8007");
+  assert.equal(loadSettings({ ...base, ADVERTISE_HOST: "fd00::17" }).publicUrl, "http://[fd00::17]:8007");
+  for (const bad of ["10.0.0.1:8000", "[::1]", "fe80::1%eth0", "$(POD_IP)", "-pod"]) {
+    assert.throws(
+      () => loadSettings({ ...base, ADVERTISE_HOST: bad }),
+      (error) => error instanceof SettingsError && error.problems[0].startsWith(`ADVERTISE_HOST=${JSON.stringify(bad)}`),
+      bad,
+    );
+  }
+});

@@ -57,6 +57,35 @@ async def test_a_new_instance_is_seen_through_its_notification(client):
         await resolver.close()
 
 
+async def test_an_instance_registered_only_to_be_seen_is_not_routed_to(client):
+    # A process that resolves its peers by DNS or a static list registers for the console and
+    # operators (routable=False), possibly at an address callers here cannot reach.
+    registry = RedisRegistry(client)
+    await registry.register(catalog("routed"))
+    await registry.register(
+        Instance(service="catalog", instance_id="seen", url="http://192.0.2.1:8000", routable=False)
+    )
+    resolver = RedisResolver(client)
+    try:
+        assert await ids(resolver) == ["routed"]
+        assert [i.instance_id for i in await registry.instances("catalog")] == ["routed", "seen"]
+    finally:
+        await resolver.close()
+
+
+async def test_an_entry_of_an_older_registrant_without_the_routable_field_is_routed_to(client):
+    store = RedisStore(client, "flotilla")
+    old = b'{"service":"catalog","instance_id":"old","url":"http://old:8000","version":"","started_at":0.0}'
+    await client.hset("flotilla:discovery:{catalog}:instances", "old", old)
+    await client.zadd("flotilla:discovery:{catalog}:expiries", {"old": 2**50})
+    assert [i.routable for i in await store.live("catalog")] == [True]
+    resolver = RedisResolver(client)
+    try:
+        assert await ids(resolver) == ["old"]
+    finally:
+        await resolver.close()
+
+
 async def test_notifications_for_other_namespaces_are_ignored(client):
     resolver = RedisResolver(client, namespace="blue", refresh_seconds=AN_HOUR, empty_refresh_seconds=AN_HOUR)
     await resolver.start()

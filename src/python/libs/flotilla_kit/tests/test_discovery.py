@@ -1,17 +1,25 @@
 """A service with a REDIS_URL registers itself, whatever its discovery mode, and deregisters on shutdown."""
 
+import os
+import signal
+import sys
+
 import pytest
+import redis as sync_redis
 import redis.asyncio as redis
 from litestar.testing import TestClient
 
-from flotilla_discovery.redis_store import RedisStore
+from flotilla_discovery.redis_resolver import RedisResolver
+from flotilla_discovery.redis_store import RedisStore, service_keys
 from flotilla_discovery.registry import RedisRegistry
 from flotilla_discovery.static_resolver import StaticResolver
 from flotilla_kit.app import create_service_app
-from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.settings import ServiceSettings, SettingsError
 from flotilla_kit.testing.ports import free_port
+from flotilla_kit.testing.processes import ServiceProcess
 from flotilla_kit.testing.redis import start_redis
-from flotilla_kit.testing.waiting import eventually
+from flotilla_kit.testing.waiting import eventually, eventually_sync
+from flotilla_kit.tests import demo_service
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +37,8 @@ async def test_a_service_is_registered_while_it_runs(tmp_path, redis_url):
     settings = _settings(
         tmp_path, discovery="redis", redis_url=redis_url, instance_id="catalog-a", public_url="http://10.0.0.5:8123/"
     )
-    registry = RedisRegistry(redis.Redis.from_url(redis_url))
+    client = redis.Redis.from_url(redis_url)
+    registry = RedisRegistry(client)
 
     async def registered() -> list[tuple[str, str, str]]:
         return [(i.instance_id, i.url, i.version) for i in await registry.instances("catalog")]
@@ -38,7 +47,11 @@ async def test_a_service_is_registered_while_it_runs(tmp_path, redis_url):
         await eventually(
             lambda: _equals(registered(), [("catalog-a", "http://10.0.0.5:8123", "2.0.1")]), what="registered"
         )
+        resolver = RedisResolver(client)
+        assert [i.instance_id for i in await resolver.instances("catalog")] == ["catalog-a"]  # routable
+        await resolver.close()
     assert await registered() == []
+    await client.aclose()
 
 
 async def _equals(awaitable, expected) -> bool:
@@ -142,13 +155,16 @@ def test_static_mode_gives_the_app_a_resolver(tmp_path):
         ({"discovery": "redis"}, "DISCOVERY=redis needs REDIS_URL"),
         ({"discovery": "static", "service_urls": "nonsense"}, "SERVICE_URLS='nonsense'"),
         ({"advertise_host": "10.0.0.5:8000"}, "ADVERTISE_HOST='10.0.0.5:8000': a host name or an IP address"),
+        ({"advertise_host": "fe80::1%eth0"}, "ADVERTISE_HOST='fe80::1%eth0'"),
+        ({"advertise_host": "$(POD_IP)"}, "ADVERTISE_HOST='$(POD_IP)'"),  # a manifest reference left unexpanded
+        ({"advertise_host": "-pod"}, "ADVERTISE_HOST='-pod'"),
     ],
 )
-def test_incomplete_discovery_settings_stop_start_up(tmp_path, caplog, overrides, message):
-    with pytest.raises(BaseException):  # noqa: B017 - the server's exception group; the log says why
-        with TestClient(create_service_app(_settings(tmp_path, **overrides), version="1", route_handlers=[])):
-            pass
-    assert message in caplog.text
+def test_incomplete_discovery_settings_are_refused_when_the_app_is_built(tmp_path, overrides, message):
+    # Before any server starts, so the CLI reports them as a usage error (exit 2), not a failed start-up.
+    with pytest.raises(SettingsError) as refused:
+        create_service_app(_settings(tmp_path, **overrides), version="1", route_handlers=[])
+    assert message in str(refused.value)
 
 
 def test_the_public_url_defaults_to_host_and_port(tmp_path):
@@ -189,13 +205,17 @@ async def test_an_instance_with_a_redis_url_registers_in_every_discovery_mode_at
     observer = redis.Redis.from_url(redis_url)
     registry = RedisRegistry(observer)
 
-    async def registered() -> list[tuple[str, str, str]]:
+    async def registered() -> list[tuple[str, str, str, bool]]:
         found = await registry.instances("catalog")
-        return [(i.url, i.internal_url, i.version) for i in found if i.instance_id == f"catalog-{mode}"]
+        return [(i.url, i.internal_url, i.version, i.routable) for i in found if i.instance_id == f"catalog-{mode}"]
 
     with TestClient(create_service_app(settings, version="2.0.2", route_handlers=[])) as http:
-        expected = [("http://127.0.0.1:8123", f"http://127.0.0.1:{port}", "2.0.2")]
+        # Registered to be seen, not to be called: a resolver of the registry does not route to it.
+        expected = [("http://127.0.0.1:8123", f"http://127.0.0.1:{port}", "2.0.2", False)]
         await eventually(lambda: _equals(registered(), expected), what=f"registered in {mode} mode")
+        resolver = RedisResolver(observer)
+        assert f"catalog-{mode}" not in [i.instance_id for i in await resolver.instances("catalog")]
+        await resolver.close()
         # Callers find it by DNS or a list here: the registry is not one of its readiness checks.
         assert "discovery registration" not in http.get("/readyz").json()["checks"]
     assert await registered() == [], "deregistered on shutdown"
@@ -262,3 +282,37 @@ def test_an_advertised_host_makes_the_registered_urls_and_an_ipv6_address_gets_b
     assert _settings(tmp_path, advertise_host="10.1.2.3", public_url="https://c.example").resolved_public_url() == (
         "https://c.example"
     )
+
+
+def test_a_stalled_redis_does_not_hold_the_shutdown(tmp_path):
+    # Redis stops answering (SIGSTOP) under a running service: the deregistration cannot finish, and
+    # must not keep the rest of the shutdown waiting until the server kills the worker.
+    server = start_redis()
+    port = free_port()
+    env = {
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "SERVICE_NAME": "catalog",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/c.db",
+        "REDIS_URL": server.url,
+        "DISCOVERY": "dns",
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "INFO",
+        "LOG_JSON": "false",
+    }
+    service = ServiceProcess(
+        [sys.executable, "-m", demo_service.__name__, "serve", "--port", str(port)], port=port, env=env
+    )
+    try:
+        service.wait_ready(timeout=60)
+        with sync_redis.Redis.from_url(server.url) as observer:
+            instances = service_keys("flotilla", "catalog").instances
+            eventually_sync(lambda: observer.hlen(instances) == 1, what="registered")
+        os.kill(server.process.pid, signal.SIGSTOP)
+        assert service.stop(timeout=60) == 0
+        log = service.output()
+        assert "left to expire with its TTL" in log
+        assert "refused to gracefully stop" not in log  # granian's words when it kills a worker
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        service.stop()
+        server.close()

@@ -4,13 +4,13 @@ read back by protobuf's JSON parser, must be the very message the SDK would have
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -28,16 +28,7 @@ from flotilla_kit.otlp_json import _value, encode_spans_json
 from flotilla_kit.testing.otlp import request_from_json
 
 
-class _Kept(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
-def _provider(kept: _Kept, service: str, **limits: int) -> TracerProvider:
+def _provider(kept: InMemorySpanExporter, service: str, **limits: int) -> TracerProvider:
     provider = TracerProvider(
         resource=Resource.create({"service.name": service, "service.instance.id": "i-1"}, schema_url="https://s/1"),
         span_limits=SpanLimits(**limits) if limits else None,
@@ -52,7 +43,7 @@ def _remote(trace_id: int, span_id: int, *, sampled: bool = True, state: TraceSt
 
 
 def _every_kind_of_span() -> list[ReadableSpan]:
-    kept = _Kept()
+    kept = InMemorySpanExporter()
     shop = _provider(kept, "shop")
     tracer = shop.get_tracer("flotilla_kit", "1.2.3", schema_url="https://opentelemetry.io/schemas/1.26.0")
     other_scope = shop.get_tracer("flotilla_streams")
@@ -109,7 +100,7 @@ def _every_kind_of_span() -> list[ReadableSpan]:
         "bare", context=set_span_in_context(NonRecordingSpan(_remote(11, 12)))
     ):
         pass
-    return kept.spans
+    return list(kept.get_finished_spans())
 
 
 def test_the_json_encoding_is_the_message_the_sdk_encoder_makes():
@@ -139,3 +130,17 @@ def test_non_finite_reals_are_spelled_as_the_protobuf_json_mapping_says():
         {"doubleValue": "Infinity"},
         {"doubleValue": "-Infinity"},
     ]
+
+
+@pytest.mark.parametrize("bad", ["bad input \udcff", 2**63, -(2**63) - 1, ("ok", 2**64)])
+def test_an_attribute_without_an_encoding_is_left_out_and_the_rest_of_the_batch_is_sent(bad):
+    kept = InMemorySpanExporter()
+    tracer = _provider(kept, "shop").get_tracer("t")
+    for number in range(3):
+        with tracer.start_as_current_span(f"span {number}", attributes={"good": number, "bad": bad}):
+            pass
+    spans = list(kept.get_finished_spans())
+    # What the SDK's protobuf encoder sends for the same spans: the bad attribute dropped, the rest kept.
+    assert request_from_json(encode_spans_json(spans)) == encode_spans(spans)
+    sent = request_from_json(encode_spans_json(spans)).resource_spans[0].scope_spans[0].spans
+    assert [[a.key for a in span.attributes] for span in sent] == [["good"]] * 3

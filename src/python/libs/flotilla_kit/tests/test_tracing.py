@@ -103,9 +103,17 @@ def test_the_sampled_flag_read_from_a_traceparent_agrees_with_parsing_it():
     ]
     for value in values:
         assert _unsampled_traceparent(value) == _unsampled(parse_traceparent(value)), value
-    # Malformed values are never taken as "not sampled" by the shortcut: they are parsed (a new trace).
-    for value in ["", "00-abc-01", "00-" + "0" * 32 + "-" + "1" * 16 + "-0", "x" * 54 + "1", "x" * 56]:
-        assert not _unsampled_traceparent(value) or parse_traceparent(value) is None
+    # Anything not in the exact form producers write goes the parsing way (a malformed one then
+    # starts a new trace): the shortcut never says "not sampled" of it.
+    trace, span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    malformed = [
+        "", "00-abc-00", "x" * 54 + "0", "x" * 56, f"ff-{trace}-{span}-00", f"01-{trace}-{span}-00",
+        f"00-{'0' * 32}-{span}-00", f"00-{trace}-{'0' * 16}-00", f"00-{trace}-{span}-z0", f"00-{trace}-{span}-0",
+        f"00-{trace.upper()}-{span}-00", f" 00-{trace}-{span}-00", f"00-{trace}-{span}-00\n", f"00_{trace}-{span}-00",
+        f"00-{trace[:-1]}g-{span}-00",
+    ]  # fmt: skip
+    for value in malformed:
+        assert not _unsampled_traceparent(value), value
 
 
 def test_bad_tracing_settings_are_named():

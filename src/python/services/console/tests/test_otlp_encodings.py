@@ -3,13 +3,12 @@ spans encoded by the OpenTelemetry SDK's protobuf exporter."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from console.otlp import JSON, PROTOBUF, decode_export
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -25,17 +24,8 @@ from opentelemetry.util.types import AttributeValue
 from flotilla_kit.otlp_json import encode_spans_json
 
 
-class _Kept(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 def _spans() -> list[ReadableSpan]:
-    kept = _Kept()
+    kept = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "orders", "service.version": "1.0.0"}))
     provider.add_span_processor(SimpleSpanProcessor(kept))
     tracer = provider.get_tracer("flotilla_kit", "0.2.0")
@@ -58,7 +48,7 @@ def _spans() -> list[ReadableSpan]:
         ) as span:
             span.set_status(Status(StatusCode.ERROR, "boom"))
             span.record_exception(ValueError("boom"))
-    return kept.spans
+    return list(kept.get_finished_spans())
 
 
 def test_a_json_export_reads_as_the_same_spans_as_the_protobuf_one():
