@@ -1,4 +1,6 @@
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 
@@ -8,7 +10,10 @@ from flotilla_redis.factory import create_redis
 
 
 def test_the_version_comes_from_the_version_file():
-    assert flotilla_redis.__version__ == "0.1.0"
+    # The file the release tool bumps, next to the package (a literal here would break at every bump).
+    version_file = (Path(flotilla_redis.__file__).parent / "VERSION").read_text().strip()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version_file)
+    assert flotilla_redis.__version__ == version_file
 
 
 async def test_the_client_answers_in_bytes_and_reuses_its_pooled_connection():
