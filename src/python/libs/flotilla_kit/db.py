@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql.base import Executable
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,31 @@ def _unavailable(context: ExceptionContext) -> BaseException | None:
         return None  # the pool's own check before handing a connection out: it reconnects by itself
     error = context.original_exception
     if context.is_disconnect or isinstance(error, OSError):
-        return DatabaseUnavailable(f"the connection to the database broke: {type(error).__name__}: {error}")
+        return _ConnectionBroke(f"the connection to the database broke: {type(error).__name__}: {error}")
     return None
 
 
 def _report_unavailability(engine: Engine) -> None:
     event.listen(engine, "do_connect", _connect)
     event.listen(engine, "handle_error", _unavailable)
+
+
+class _ConnectionBroke(DatabaseUnavailable):
+    """An open connection broke under a statement (not: no connection could be made)."""
+
+
+def _refuse_closed_connection(
+    _dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    # The "checkout" hook of the PostgreSQL pool, in place of a ping (three round trips with asyncpg:
+    # BEGIN, ";", ROLLBACK, on every checkout). A connection whose server went away (a restart,
+    # pg_terminate_backend) is usually closed already: asyncpg saw the socket close while the
+    # connection sat in the pool. The pool then connects anew, at no cost to a healthy connection;
+    # the rest (a close not seen yet) is left to the retry of single-statement reads, and to the
+    # pool's invalidation of all its connections after the first one that breaks.
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 class DatabaseConfigError(ValueError):
@@ -124,6 +143,12 @@ class Database:
     Any of them raises DatabaseUnavailable when the database cannot be reached, and
     ``sqlalchemy.exc.TimeoutError`` when no pooled connection is free in time.
 
+    ``fetch_one``/``fetch_all`` on PostgreSQL are one round trip each: the statement alone, in
+    autocommit (no BEGIN and ROLLBACK around it), on a pooled connection that is not pinged first
+    (a closed one is replaced at checkout, at no cost). A read whose connection breaks under it
+    (a restart, a killed backend) is run once more, on a new connection: it is only a read. (They
+    are for reads: a write sent through them would be committed, not rolled back.)
+
     ``fetch_one``/``fetch_all`` on a SQLite file run the whole statement in one trip to a read
     thread (pysqlite, through a small sync engine of their own): aiosqlite makes five trips to its
     thread for one statement (cursor, execute, fetch, close, rollback), and each is a thread
@@ -136,9 +161,9 @@ class Database:
         if self.is_sqlite:
             self.engine = self._sqlite_engine(echo)
         else:
-            self.engine = create_async_engine(
-                self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            # No pool_pre_ping: see _refuse_closed_connection.
+            self.engine = create_async_engine(self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+            event.listen(self.engine.sync_engine, "checkout", _refuse_closed_connection)
         self._sync_reads: Engine | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         if self.is_sqlite and self._is_file():
@@ -149,7 +174,12 @@ class Database:
                 _report_unavailability(engine)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._single_statement = self.engine.execution_options(**{_SINGLE_STATEMENT_OPTION: True})
+        # One statement is its own snapshot. On SQLite, _on_begin sends no BEGIN for it; on PostgreSQL,
+        # autocommit makes asyncpg send none (nor the ROLLBACK at the connection's return to the pool).
+        single: dict[str, Any] = {_SINGLE_STATEMENT_OPTION: True}
+        if not self.is_sqlite:
+            single["isolation_level"] = "AUTOCOMMIT"
+        self._single_statement = self.engine.execution_options(**single)
         self._writer = async_sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
         )
@@ -227,18 +257,28 @@ class Database:
 
     async def fetch_one(self, statement: Executable) -> Row[Any] | None:
         """Run one read-only statement and return its first row: the cheapest read there is
-        (no session, and on SQLite no BEGIN/COMMIT around it)."""
+        (no session, and no BEGIN/ROLLBACK around it: on PostgreSQL one round trip)."""
         if self._sync_reads is not None:
             return await self._in_read_thread(lambda connection: connection.execute(statement).first())
-        async with self._single_statement.connect() as connection:
-            return (await connection.execute(statement)).first()
+        return await self._single_read(lambda connection: _first(connection, statement))
 
     async def fetch_all(self, statement: Executable) -> Sequence[Row[Any]]:
         """Run one read-only statement and return all rows (see ``fetch_one``)."""
         if self._sync_reads is not None:
             return await self._in_read_thread(lambda connection: connection.execute(statement).all())
-        async with self._single_statement.connect() as connection:
-            return (await connection.execute(statement)).all()
+        return await self._single_read(lambda connection: _all(connection, statement))
+
+    async def _single_read(self, read: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        try:
+            async with self._single_statement.connect() as connection:
+                return await read(connection)
+        except _ConnectionBroke:
+            # The pool has dropped every connection older than this failure (SQLAlchemy invalidates
+            # the whole pool on a disconnect): the second try connects anew, and fails with
+            # DatabaseUnavailable if the server is not back yet.
+            log.info("a pooled connection broke under a read; reading once more on a new connection")
+            async with self._single_statement.connect() as connection:
+                return await read(connection)
 
     async def _in_read_thread(self, read: Callable[[Connection], _T]) -> _T:
         engine, threads = self._sync_reads, self._read_threads
@@ -256,9 +296,8 @@ class Database:
         return [engine for engine in (self.engine.sync_engine, self._sync_reads) if engine is not None]
 
     async def ping(self) -> None:
-        """Raise if the database does not answer a trivial query."""
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        """Raise if the database does not answer a trivial query (one round trip on PostgreSQL)."""
+        await self._single_read(lambda connection: _first(connection, text("SELECT 1")))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -269,6 +308,14 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, for logs and /info."""
         return self.url.render_as_string(hide_password=True)
+
+
+async def _first(connection: AsyncConnection, statement: Executable) -> Row[Any] | None:
+    return (await connection.execute(statement)).first()
+
+
+async def _all(connection: AsyncConnection, statement: Executable) -> Sequence[Row[Any]]:
+    return (await connection.execute(statement)).all()
 
 
 def insert_unless_conflicting(session: AsyncSession, table: Table, *, on: Sequence[str]) -> Any:

@@ -26,13 +26,16 @@ So the catalog chooses the plan:
 - PostgreSQL, text (its planner chooses well for a price range, from histograms, but for text it
   assumes evenly spread matches, and underestimates short prefixes tenfold): unless every query
   word is shorter than ``MIN_DRIVING_LENGTH`` (then the walk below, at once), one statement finds
-  the words that begin the longest query word in the words table (revision 0005), up to
-  ``MAX_COMPLETIONS`` + 1, a seek each. None: nothing matches, and that was the page's only
-  statement. A few, and one query word: the page reads those words' ranges of the words table's
-  key, (word, SKU), in SKU order, merged, after the cursor, checks each product (its words, the
-  filters) and stops at the page's end, after at most ``WALK_LIMIT`` products. More (a prefix of a
-  letter or two, which most products have), or several query words: a walk of the SKU order.
-  Either way, if the page is not full, the same statement reads it through the GIN index instead
+  the words that begin each query word of that length in the words table (revision 0005), up to
+  ``MAX_COMPLETIONS`` + 1 per query word, a seek each. A query word without any: nothing matches,
+  and that was the page's only statement. One query word with a few: the page reads those words'
+  ranges of the words table's key, (word, SKU), in SKU order, merged, after the cursor, checks each
+  product (its words, the filters) and stops at the page's end, after at most ``WALK_LIMIT``
+  products. Several query words, two or more of them with a few: the page leaps over their ranges
+  (a leapfrog join: a seek per word and completion finds the next product having them all, see
+  _leap_page), at most ``LEAP_LIMIT`` steps. Otherwise (a prefix of a letter or two, which most
+  products have): a walk of the SKU order. Either way, if the page is not full (and, for the leaps,
+  they did not reach the last match), the same statement reads it through the GIN index instead
   (the first try's rows are counted in a one-time filter, so the GIN branch runs only then): two
   statements per search page. The GIN index alone costs every match (a table read and a sort key
   each: ~25 ms for 10k matches at 100k products); counting through it visits the table too.
@@ -74,6 +77,11 @@ WALK_LIMIT = 1000
 # merged in SKU order, when there are at most this many such words; more (a beginning of one or two
 # letters) are common enough for a walk of the SKU order to fill a page early.
 MAX_COMPLETIONS = 16
+# PostgreSQL: a search of several words, of which at least two have at most MAX_COMPLETIONS
+# completions, intersects those words' ranges of the words table by leaps (at most MAX_LEAP_WORDS
+# words, at most LEAP_LIMIT steps of a seek per completion each; see _leap_page).
+MAX_LEAP_WORDS = 4
+LEAP_LIMIT = 500
 # Query words this short are not looked up there at all (they begin too many words): the walk goes
 # first, and a page costs one statement (measured in-process at 100k products: "ka" 2.4-3.5 ms
 # with the lookup, 1.0-1.5 ms without).
@@ -97,15 +105,6 @@ _DIALECTS = {"sqlite": sqlite.dialect(paramstyle="named"), "postgresql": psycopg
 _FTS5 = sa.table(search.FTS5_TABLE, sa.column("rowid"))
 _PRICE_INDEX = "ix_products_price_sku"
 _WORDS = sa.table(search.WORDS_TABLE, sa.column("word", sa.Text), sa.column("sku", sa.String))
-_COMPLETIONS = sa.text(
-    f"""WITH RECURSIVE found(word, n) AS (
-        SELECT (SELECT min(word) FROM {search.WORDS_TABLE} WHERE word >= :prefix AND word < :prefix_end), 1
-        UNION ALL
-        SELECT (SELECT min(word) FROM {search.WORDS_TABLE} WHERE word > found.word AND word < :prefix_end), found.n + 1
-        FROM found WHERE found.word IS NOT NULL AND found.n < :count
-    ) SELECT word FROM found WHERE word IS NOT NULL"""
-).bindparams(sa.bindparam("prefix", type_=sa.Text), sa.bindparam("prefix_end", type_=sa.Text),
-             sa.bindparam("count", type_=sa.Integer))  # fmt: skip
 # Above every SKU (SKUs are upper-case letters, digits, '.', '_' and '-'): the end of the walk when
 # fewer than WALK_LIMIT products are left.
 _AFTER_EVERY_SKU = "~"
@@ -226,6 +225,7 @@ class _Shape:
     drive: str | None
     fts5_exact: bool  # no query word is cut for FTS5: its matches are the answer, without a recheck
     completions: int = 0  # PostgreSQL, drive "words": how many words the page's ranges are of
+    leap: tuple[int, ...] = ()  # PostgreSQL, drive "leap": how many completions each leaping word has
 
 
 async def read_page(db: Database, page: PageQuery) -> list[Product]:
@@ -245,39 +245,80 @@ async def read_page(db: Database, page: PageQuery) -> list[Product]:
 
 async def _postgresql_search_rows(db: Database, page: PageQuery) -> Sequence[Any]:
     assert page.words
-    if max(len(word) for word in page.words) < MIN_DRIVING_LENGTH:  # "k", "ka": most products, a walk
+    looked_up = tuple(word for word in page.words if len(word) >= MIN_DRIVING_LENGTH)
+    if not looked_up:  # "k", "ka": most products have them, a walk fills the page early
         return await db.fetch_all(page_statement("postgresql", page, drive="sku"))
-    completions = [row[0] for row in await db.fetch_all(completions_statement(page.words))]
-    if not completions:
-        return []  # no product has a word that begins with the driving word: nothing matches
-    # A short, common beginning: a walk fills the page early. Several words: the products of one word
-    # are no likelier to have the others than any product, and a candidate of the words table costs
-    # a lookup by SKU (~5 us) where a walk passes a product for ~1-2 us (measured: "green tea", whose
-    # matches lie late among the products with "green": 20 ms through the words table, 12 ms by a walk,
-    # both giving up and reading the GIN index).
-    if len(completions) > MAX_COMPLETIONS or len(page.words) > 1:
-        return await db.fetch_all(page_statement("postgresql", page, drive="sku"))
-    return await db.fetch_all(page_statement("postgresql", page, drive="words", completions=tuple(completions)))
+    found: dict[int, list[str]] = {}
+    rows = await db.fetch_all(completions_statement(looked_up))
+    for index, word in (tuple(row) for row in rows):  # (which query word, one of its completions)
+        found.setdefault(index, []).append(word)
+    if len(found) < len(looked_up):
+        return []  # no product has a word that begins with one of the query words: nothing matches
+    # Words with few completions, the fewest first (each completion is a seek per step of a leap).
+    few = sorted((words for words in found.values() if len(words) <= MAX_COMPLETIONS), key=len)
+    if len(page.words) == 1 and few:
+        return await db.fetch_all(page_statement("postgresql", page, drive="words", completions=tuple(few[0])))
+    if len(few) >= 2:
+        leap = tuple(tuple(words) for words in few[:MAX_LEAP_WORDS])
+        return await db.fetch_all(page_statement("postgresql", page, drive="leap", leap=leap))
+    # A short, common beginning: a walk fills the page early. One word of several with few
+    # completions: the products having it are no likelier to have the others than any product, and a
+    # candidate of the words table costs a lookup by SKU (~5 us) where a walk passes a product for
+    # ~1-2 us.
+    return await db.fetch_all(page_statement("postgresql", page, drive="sku"))
 
 
 def completions_statement(words: tuple[str, ...]) -> sa.TextClause:
-    """PostgreSQL: the distinct words of products that begin with the longest of ``words`` (the one
-    with the fewest, usually), at most MAX_COMPLETIONS + 1, in order: one seek each in the words
-    table's key (a "loose index scan"), however many products have them."""
-    driving = max(words, key=len)
-    # Words hold letters and digits only: every word that begins with ``driving`` sorts (COLLATE "C",
-    # by code point) before ``driving`` followed by the last code point.
-    return _COMPLETIONS.bindparams(prefix=driving, prefix_end=driving + "\U0010ffff", count=MAX_COMPLETIONS + 1)
+    """PostgreSQL: for each of ``words`` (its index, from 1), the distinct words of products that begin
+    with it, at most MAX_COMPLETIONS + 1, in order: one seek each in the words table's key (a "loose
+    index scan"), however many products have them. A word with none is missing from the rows."""
+    values = {f"prefix_{i}": word for i, word in enumerate(words)}
+    return _completions_sql(len(words)).bindparams(**values, count=MAX_COMPLETIONS + 1)
+
+
+@functools.cache
+def _completions_sql(word_count: int) -> sa.TextClause:
+    # The prefixes as parameters of their own, not one array: PostgreSQL plans a statement with an
+    # array parameter anew each time (~0.3-0.8 ms, 5x the run), as the array's length changes the
+    # estimates; this one is planned once per connection.
+    prefixes = " UNION ALL ".join(f"SELECT {i + 1}, CAST(:prefix_{i} AS TEXT)" for i in range(word_count))
+    # Words hold letters and digits only: every word that begins with a prefix sorts (COLLATE "C", by
+    # code point) before the prefix followed by the last code point, chr(1114111).
+    return sa.text(
+        f"""SELECT prefixes.i, found.word
+        FROM ({prefixes}) AS prefixes(i, prefix)
+        CROSS JOIN LATERAL (
+            WITH RECURSIVE found(word, n) AS (
+                SELECT (SELECT min(word) FROM {search.WORDS_TABLE}
+                        WHERE word >= prefixes.prefix AND word < prefixes.prefix || chr(1114111)), 1
+                UNION ALL
+                SELECT (SELECT min(word) FROM {search.WORDS_TABLE}
+                        WHERE word > found.word AND word < prefixes.prefix || chr(1114111)), found.n + 1
+                FROM found WHERE found.word IS NOT NULL AND found.n < :count
+            ) SELECT word, n FROM found WHERE word IS NOT NULL
+        ) AS found
+        ORDER BY prefixes.i, found.n"""
+    ).bindparams(
+        *(sa.bindparam(f"prefix_{i}", type_=sa.Text) for i in range(word_count)),
+        sa.bindparam("count", type_=sa.Integer),
+    )
 
 
 def page_statement(
-    dialect: str, page: PageQuery, *, drive: str | None = None, completions: tuple[str, ...] = ()
+    dialect: str,
+    page: PageQuery,
+    *,
+    drive: str | None = None,
+    completions: tuple[str, ...] = (),
+    leap: tuple[tuple[str, ...], ...] = (),
 ) -> sa.TextClause:
     """The statement of one page, with its parameters bound. ``drive`` names the index that must
     serve it: "text", "price" (SQLite only), "sku" for a walk of at most WALK_LIMIT products in SKU
     order, "words" (PostgreSQL) for the products having one of ``completions`` in SKU order (at most
-    WALK_LIMIT); on PostgreSQL "sku" and "words" fall back to "text" in the same statement when they do
-    not fill the page. None leaves the choice to the database's planner."""
+    WALK_LIMIT), "leap" (PostgreSQL) for the products having a word of each tuple of ``leap`` (see
+    _leap_page); on PostgreSQL "sku", "words" and "leap" fall back to "text" in the same statement when
+    they do not fill the page (and, for "leap", did not reach its last match). None leaves the choice to the database's planner.
+    """
     shape = _Shape(
         dialect=dialect,
         after=page.after_sku is not None,
@@ -289,6 +330,7 @@ def page_statement(
         drive=None if dialect == "postgresql" and drive == "price" else drive,
         fts5_exact=all(len(word) <= search.FTS5_PREFIX_LENGTH for word in page.words or ()),
         completions=len(completions),
+        leap=tuple(len(words) for words in leap),
     )
     values: dict[str, Any] = {"limit": page.limit + 1}
     for name in ("after_sku", "active", "currency", "min_price", "max_price"):
@@ -301,6 +343,11 @@ def page_statement(
             values["fts"] = search.fts5_query(page.words)
     for i, word in enumerate(completions):
         values[f"completion_{i}"] = word
+    for i, words in enumerate(leap):
+        for j, word in enumerate(words):
+            values[f"leap_{i}_{j}"] = word
+    if shape.drive == "leap":
+        values.update(leap_from=page.after_sku or "", leap_after=page.after_sku is not None, leap_limit=LEAP_LIMIT)
     if shape.drive in ("sku", "words"):
         values["walk_limit"] = WALK_LIMIT
         if dialect == "sqlite" and shape.drive == "sku":
@@ -358,6 +405,8 @@ def _postgresql_page(shape: _Shape) -> sa.Select[Any]:
         return _or_through_index(walk, through_index(), limit)
     if shape.drive == "words":
         return _or_through_index(_words_page(shape, equal, rest), through_index(), limit)
+    if shape.drive == "leap":
+        return _leap_page(shape, equal, rest, through_index(), limit)
     if shape.drive == "text":
         return through_index()
     return _SELECT.where(*equal, *rest(_c, _VECTOR)).order_by(_c.sku).limit(limit)
@@ -392,6 +441,80 @@ def _words_page(shape: _Shape, equal: list[Any], rest: Any) -> sa.Select[Any]:
     return (
         sa.select(*product.c).select_from(candidates.join(product, sa.true())).order_by(candidates.c.sku).limit(limit)
     )
+
+
+def _leap_page(shape: _Shape, equal: list[Any], rest: Any, through_index: sa.Select[Any], limit: Any) -> sa.Select[Any]:
+    """PostgreSQL: the products having, for each leaping query word, one of its completions, found in
+    SKU order by leaps over the words table's ranges (a leapfrog join), each product then checked (all
+    query words, the filters) and the page stopped at its end; through the GIN index instead if the
+    leaps were given up (LEAP_LIMIT) before the page was full.
+
+    A step of the leap (a row of the recursive CTE "leap") seeks, from a lower bound, the first SKU
+    having the first word (the least over its completions, a seek each), from there the first SKU
+    having the second word, and so on, and the first word again: if that SKU is the second word's,
+    that product has them all (a hit), and the next step starts after it; otherwise from that SKU, as
+    no SKU before it has them all. (The first word sought again makes a step find the next hit in
+    either order of the words, "tea green" as "green tea"; it is not sought again when the other
+    words were all found at its SKU.) So a step costs a seek per completion wherever the matches lie, and each
+    step either finds a match or passes a run of products lacking one of the words: "green tea" is
+    flat in the catalog's size where a merge of the words' ranges, or the GIN index, costs every
+    product having either word before the page's end (~18-24 ms at 100k products). The steps come
+    out in SKU order, so the page is their first hits: no sort of all of them.
+    """
+    steps = []
+    # The seeks of a step: the first word, then each other word, then the first word again.
+    for step, i in enumerate([*range(len(shape.leap)), 0]):
+        lower = "leap.lower" if step == 0 else f"x{step - 1}.sku"
+        # The step's first seek excludes its lower bound after a hit (or the cursor).
+        strict = f" AND (w.sku > {lower} OR NOT leap.after)" if step == 0 else ""
+        seeks = [
+            f"(SELECT w.sku FROM {search.WORDS_TABLE} AS w WHERE w.word = :leap_{i}_{j} AND w.sku >= {lower}{strict}"
+            " ORDER BY w.sku LIMIT 1)"
+            for j in range(shape.leap[i])
+        ]
+        seek = seeks[0] if len(seeks) == 1 else f"LEAST({', '.join(seeks)})"
+        if step == len(shape.leap):  # no seek when every word so far met at the first one's SKU: a hit
+            seek = f"CASE WHEN x{step - 1}.sku = x0.sku THEN x0.sku ELSE {seek} END"
+        # OFFSET 0 keeps each seek a subquery run once per step: inlined, each use of its result in
+        # the step's columns would run it again.
+        steps.append(f"CROSS JOIN LATERAL (SELECT {seek} AS sku OFFSET 0) AS x{step}")
+    # x1 .. x(k) are the SKUs of words 1 .. k-1 and 0, each seeked from the one before: equal ends, a
+    # product with every word.
+    hit, last = "x1.sku", f"x{len(shape.leap)}.sku"
+    body = f"""SELECT CAST(:leap_from AS TEXT), CAST(:leap_after AS BOOLEAN), CAST(NULL AS TEXT), 0
+        UNION ALL
+        SELECT CAST(CASE WHEN {last} = {hit} THEN {hit} ELSE {last} END AS TEXT), {last} = {hit},
+               CAST(CASE WHEN {last} = {hit} THEN {hit} END AS TEXT), leap.n + 1
+        FROM leap {" ".join(steps)}
+        WHERE leap.lower IS NOT NULL AND leap.n < :leap_limit"""
+    binds: list[sa.BindParameter[Any]] = [
+        sa.bindparam("leap_from", type_=sa.Text),
+        sa.bindparam("leap_after", type_=sa.Boolean),
+        sa.bindparam("leap_limit", type_=sa.Integer),
+        *(sa.bindparam(f"leap_{i}_{j}", type_=sa.Text) for i, count in enumerate(shape.leap) for j in range(count)),
+    ]
+    # lower: where the next step seeks from (NULL: a word has no SKU left, the leaps are over);
+    # after: the first word's seek excludes lower; hit: a product having every leaping word.
+    columns: list[sa.ColumnClause[Any]] = [
+        sa.column("lower", sa.Text),
+        sa.column("after", sa.Boolean),
+        sa.column("hit", sa.Text),
+    ]
+    leap = sa.text(body).bindparams(*binds).columns(*columns, sa.column("n", sa.Integer)).cte("leap", recursive=True)
+    product = sa.select(*_COLUMNS).where(_c.sku == leap.c.hit, *equal, *rest(_c, _VECTOR)).limit(1).lateral("product")
+    # No ORDER BY: the hits come in SKU order already, and a sort would wait for all of them.
+    tried = (
+        sa.select(*product.c).select_from(leap.join(product, sa.true())).limit(limit)
+        .cte("tried").prefix_with("MATERIALIZED")
+    )  # fmt: skip
+    found = sa.select(sa.func.count()).select_from(tried).scalar_subquery()
+    over = sa.exists().where(leap.c.lower.is_(None))  # the leaps reached the last match
+    enough = sa.or_(found >= limit, over)
+    fallback = through_index.subquery("through_index")
+    page = sa.union_all(sa.select(*tried.c).where(enough), sa.select(*fallback.c).where(sa.not_(enough))).subquery(
+        "page"
+    )
+    return sa.select(*page.c).order_by(page.c.sku)
 
 
 def _or_through_index(first: sa.Select[Any], fallback: sa.Select[Any], limit: Any) -> sa.Select[Any]:

@@ -316,7 +316,8 @@ def bench_backend(
                     result = run_wrk(service.base_url + read.path, args.connections, args.duration)
                     results.setdefault(read.name, {})[size] = result
                     print(f"[{backend}] {size:>9,} {read.name}: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-                          f"{result.rps:,.0f} req/s, {result.errors} errors", file=sys.stderr, flush=True)  # fmt: skip
+                          f"{result.rps:,.0f} req/s, {result.errors} errors, load {os.getloadavg()[0]:.2f}",
+                          file=sys.stderr, flush=True)  # fmt: skip
             finally:
                 service.stop()
     finally:
@@ -355,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             tables.append(table(backend, args.sizes, results))
     finally:
         redis.close()
-    print(f"wrk -t1 -c{args.connections} -d{args.duration}, load average before: {load_before:.2f}\n")
+    # The machine may be shared: its load, before and after, says how far to trust the figures.
+    load = f"load average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}"
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}, {load}\n")
     print("\n\n".join(tables))
     return 0
 

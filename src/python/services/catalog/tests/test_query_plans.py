@@ -13,6 +13,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from catalog import reads
 from catalog.reads import PageQuery, completions_statement, page_statement, sqlite_probe
 from flotilla_kit.db import Database
 
@@ -131,11 +132,51 @@ def _postgresql_only(db: Database) -> None:
         pytest.skip("PostgreSQL only: its words table (revision 0005)")
 
 
-async def test_postgresql_finds_the_words_beginning_a_query_word_by_seeks_in_the_words_index(db):
+async def test_postgresql_finds_the_words_beginning_each_query_word_by_seeks_in_the_words_index(db):
     _postgresql_only(db)
-    plan = await _plan(db, completions_statement(("green", "te")))
-    assert "Index Only Scan using product_words_pkey" in plan, plan
-    assert "Index Cond: ((word IS NOT NULL) AND (word >= 'green'::text)" in plan, plan  # the longest word
+    plan = await _plan(db, completions_statement(("green", "tea")), analyze=True)
+    seeks = [line for line in plan.splitlines() if "product_words_pkey" in line]
+    assert seeks and all("Index Only Scan" in line for line in seeks), plan
+    assert "Index Cond: ((word IS NOT NULL) AND (word >= " in plan, plan
+    # One seek per word found, and one more per query word to find there is no other: 2 words, 2 each.
+    assert all(re.search(r"loops=[1-4]\)", line) for line in seeks), plan
+
+
+def _leap(page: PageQuery) -> sa.TextClause:
+    return page_statement("postgresql", page, drive="leap", leap=tuple((word,) for word in page.words or ()))
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        PageQuery(limit=5, words=("green", "tea")),  # 20 products have both: the leaps fill the page
+        PageQuery(limit=50, words=("green", "tea"), currency="EUR", after_sku="P-05"),  # they reach the end
+    ],
+)
+async def test_postgresql_leaps_over_the_words_ranges_in_sku_order_and_never_reads_the_gin_index(db, page):
+    _postgresql_only(db)
+    plan = await _plan(db, _leap(page), analyze=True)
+    tried = _first_try(plan)
+    seeks = [line for line in plan.splitlines() if "product_words_pkey" in line]
+    assert len(seeks) == 3 and all("Index Only Scan" in line for line in seeks), plan  # green, tea, green
+    assert "Recursive Union" in plan and "Hash Join" not in tried, plan
+    _assert_no_sort(tried)
+    assert _through_index_ran(plan) is False, plan
+
+
+async def test_postgresql_reads_through_the_gin_index_when_the_leaps_are_given_up(db, monkeypatch):
+    _postgresql_only(db)
+    monkeypatch.setattr(reads, "LEAP_LIMIT", 3)  # three steps: two hits, not the page of five
+    plan = await _plan(db, _leap(PageQuery(limit=5, words=("green", "tea"))), analyze=True)
+    assert _through_index_ran(plan) is True, plan
+    assert "Bitmap Index Scan on ix_products_search" in plan, plan
+
+
+def _through_index_ran(plan: str) -> bool:
+    """Whether the page was read through the index after all (the CTE "matched" ran: EXPLAIN ANALYZE)."""
+    found = re.search(r"CTE matched\n\s*->[^\n]*", plan)
+    assert found, plan
+    return "never executed" not in found.group(0)
 
 
 @pytest.mark.parametrize("after_sku", [None, "P-05"])

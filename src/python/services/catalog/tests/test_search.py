@@ -154,6 +154,21 @@ def test_search_results_page_by_sku_with_the_cursor(client, create):
     assert seen == skus
 
 
+def test_a_search_of_several_words_pages_by_sku_with_the_cursor(client, create):
+    names = ["Green tea", "Black tea", "Green mug", "Tea green", "Greenish teapot", "Mint tea"]
+    for i in reversed(range(18)):
+        create(f"P-{i:02d}", name=names[i % 6])
+    seen, cursor = [], None
+    while True:
+        params = {"q": "TEA green", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/products", params=params).json()
+        seen += [p["sku"] for p in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    # Both words begin words of the product, in any order: green tea, tea green, greenish teapot.
+    assert seen == [f"P-{i:02d}" for i in range(18) if i % 6 in (0, 3, 4)]
+
+
 def test_search_combines_with_the_filters(find, client):
     assert find("tea", min_price=0, max_price=450, currency="EUR", active="true") == [
         "TEA-BLACK-100G",
@@ -175,16 +190,18 @@ def test_changing_a_name_or_description_changes_what_finds_the_product(client, c
 
 
 @pytest.mark.parametrize(
-    "probe_limit, walk_limit, max_completions",
+    "probe_limit, walk_limit, max_completions, leap_limit",
     [
-        (10**9, 10**9, 16),  # SQLite: always through the smallest index; PostgreSQL: the words' ranges
-        (1, 10**9, 0),  # always by a walk of the SKU order, which reaches the end
-        (1, 3, 0),  # a walk that gives up early, then through an index
-        (1, 3, 16),  # PostgreSQL: the words' ranges given up early, then through the GIN index
+        # SQLite: always through the smallest index; PostgreSQL: the words' ranges, or leaps over them
+        (10**9, 10**9, 16, 10**9),
+        (1, 10**9, 0, 10**9),  # always by a walk of the SKU order, which reaches the end
+        (1, 3, 0, 10**9),  # a walk that gives up early, then through an index
+        (1, 3, 16, 2),  # PostgreSQL: the words' ranges or leaps given up early, then through the GIN index
+        (1, 3, 1, 10**9),  # PostgreSQL: one completion or none per word: "tea" (tea, teapot) walks
     ],
 )
 async def test_every_plan_of_a_page_finds_the_same_products(
-    settings, client, create, monkeypatch, probe_limit, walk_limit, max_completions
+    settings, client, create, monkeypatch, probe_limit, walk_limit, max_completions, leap_limit
 ):
     for i in range(40):
         kind = ("Green tea", "Black tea", "Mug", "Teapot for tea")[i % 4]  # two words beginning "tea"
@@ -199,6 +216,17 @@ async def test_every_plan_of_a_page_finds_the_same_products(
         reads.PageQuery(limit=5, words=("nothing",)),
         reads.PageQuery(limit=5, words=("te", "4")),  # "4", "40"...: the driving word is the longest
         reads.PageQuery(limit=3, words=("tea",), currency="USD", after_sku="P-003"),
+        # Several words, each with few completions (PostgreSQL: leaps over the words table)
+        reads.PageQuery(limit=5, words=("green", "tea")),
+        reads.PageQuery(limit=5, words=("tea", "green")),  # "tea": two completions, tea and teapot
+        reads.PageQuery(limit=50, words=("green", "tea")),  # fewer than the page: the leaps reach the end
+        reads.PageQuery(limit=3, words=("tea", "green"), after_sku="P-012"),
+        reads.PageQuery(limit=3, words=("black", "tea"), currency="USD", min_price=500),
+        reads.PageQuery(limit=5, words=("teapot", "for", "tea")),
+        reads.PageQuery(limit=5, words=("green", "black")),  # both common, never together
+        reads.PageQuery(limit=5, words=("green", "nothing")),
+        reads.PageQuery(limit=5, words=("green", "tea", "te")),  # and a short word, only checked
+        reads.PageQuery(limit=5, words=("mug", "3")),
     ]
     db = Database(settings.database_url)
     try:
@@ -206,11 +234,20 @@ async def test_every_plan_of_a_page_finds_the_same_products(
         monkeypatch.setattr(reads, "PROBE_LIMIT", probe_limit)
         monkeypatch.setattr(reads, "WALK_LIMIT", walk_limit)
         monkeypatch.setattr(reads, "MAX_COMPLETIONS", max_completions)
+        monkeypatch.setattr(reads, "LEAP_LIMIT", leap_limit)
         assert [[p.sku for p in await reads.read_page(db, query)] for query in queries] == expected
     finally:
         await db.dispose()
     # And they are right: the first page of "tea" (and "teapot") in SKU order, with the one beyond it.
     assert expected[0] == ["P-000", "P-001", "P-003", "P-004", "P-005", "P-007"]
+    assert expected[9] == expected[10] == ["P-000", "P-004", "P-008", "P-012", "P-016", "P-020"]
+    assert expected[11] == [f"P-{i:03d}" for i in range(0, 40, 4)]
+    assert expected[12] == ["P-016", "P-020", "P-024", "P-028"]
+    assert expected[13] == ["P-009", "P-021", "P-033"]  # black tea in USD (i % 3 == 0) from 5.00
+    assert expected[14] == ["P-003", "P-007", "P-011", "P-015", "P-019", "P-023"]
+    assert expected[15] == expected[16] == []
+    assert expected[17] == expected[9]
+    assert expected[18] == ["P-030", "P-034", "P-038"]  # mugs are i % 4 == 2; "3" begins "30", not "030"
 
 
 async def test_postgresql_words_table_holds_every_products_words_after_creates_and_changes(settings, client, create):
