@@ -21,6 +21,7 @@ import msgspec
 import pytest
 from console.tests.browsing import WAIT_SECONDS, click, log_in, needs_chromium, wait_for_text, wait_until
 from e2e.shop import final_order, new_product, place_order
+from redis.asyncio import Redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -29,7 +30,7 @@ from stack.runner import SERVICES, Platform, running_platform
 from flotilla_contracts.events import ORDERS_EVENTS
 from flotilla_kit.testing.ports import free_port
 from flotilla_kit.testing.processes import ServiceProcess
-from flotilla_kit.testing.waiting import eventually_sync
+from flotilla_kit.testing.waiting import eventually, eventually_sync
 from flotilla_redis.factory import create_redis
 from flotilla_streams.dlq import DeadLetter, DlqEntry, dead_letter, list_entries
 from flotilla_streams.envelope import ENVELOPE_FIELD, decode
@@ -150,17 +151,24 @@ def _strand_entries(platform: Platform, order_id: str) -> str:
     acked it, and the OrderConfirmed of ``order_id`` failed so often that it went to the dead letters
     (say, the mail server was down). Returns that dead letter's id."""
 
+    def is_its_confirmation(fields: dict[bytes, bytes]) -> bool:
+        envelope = decode(fields[ENVELOPE_FIELD])
+        return (
+            envelope.type == "orders.OrderConfirmed" and msgspec.json.decode(envelope.payload)["order_id"] == order_id
+        )
+
+    async def relayed(client: Redis) -> bool:
+        return any(is_its_confirmation(fields) for _id, fields in await client.xrange(ORDERS_EVENTS))
+
     async def strand() -> str:
         client = create_redis(platform.redis_server.url)
         try:
+            # The order is confirmed once its transaction commits; its OrderConfirmed reaches the
+            # stream when the outbox relay has sent it, a moment later.
+            await eventually(lambda: relayed(client), timeout=30, what="the OrderConfirmed relayed to the stream")
             read = await client.xreadgroup("notifications", "notifications-gone", {ORDERS_EVENTS: ">"}, count=1000)
             entries = read[0][1] if read else []
-            confirmed = [
-                (entry_id, fields)
-                for entry_id, fields in entries
-                if (envelope := decode(fields[ENVELOPE_FIELD])).type == "orders.OrderConfirmed"
-                and msgspec.json.decode(envelope.payload)["order_id"] == order_id
-            ]
+            confirmed = [(entry_id, fields) for entry_id, fields in entries if is_its_confirmation(fields)]
             assert len(confirmed) == 1, entries
             entry_id, fields = confirmed[0]
             failed = DeadLetter(entry_id, fields, "SMTPServerDisconnected: the mail server went away", 5)
@@ -188,14 +196,16 @@ def test_an_admin_hands_over_a_dead_consumers_entries_and_replays_a_dead_letter_
     with platform.client("admin", sub="admin-1") as admin, platform.client("customer", sub="c-3") as customer:
         product = new_product(admin, stock=100)
         platform.stop("notifications")
-        placed = place_order(customer, [(product, 1)])
-        assert placed.status_code == 201, placed.text
-        order_id = placed.json()["id"]
-        assert final_order(customer, order_id)["status"] == "confirmed"
-        letter = _strand_entries(platform, order_id)
-        stranded = platform.stats(ORDERS_EVENTS, "notifications")
-        assert stranded is not None and stranded.pending > 0
-        platform.start("notifications")
+        try:
+            placed = place_order(customer, [(product, 1)])
+            assert placed.status_code == 201, placed.text
+            order_id = placed.json()["id"]
+            assert final_order(customer, order_id)["status"] == "confirmed"
+            letter = _strand_entries(platform, order_id)
+            stranded = platform.stats(ORDERS_EVENTS, "notifications")
+            assert stranded is not None and stranded.pending > 0
+        finally:
+            platform.start("notifications")  # also when this part failed: the next tests need it
         # One more order makes the new instance a member of the group (Redis 6 adds members on delivery).
         second = place_order(customer, [(product, 1)]).json()["id"]
         assert final_order(customer, second)["status"] == "confirmed"

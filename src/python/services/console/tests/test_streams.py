@@ -293,7 +293,9 @@ async def test_hostile_names_and_ids_and_keys_that_are_no_streams_get_4xx(consol
 async def test_redis_out_of_reach_is_503_not_500(tmp_path, redis_server):
     from flotilla_kit.testing.ports import free_port
 
-    settings = console_settings(tmp_path, redis_server, console_write=True)
+    # Not registered: the heartbeat's pooled connection would keep the old port (a connection keeps
+    # the address it was made with) and serve a request from the real Redis after the switch below.
+    settings = console_settings(tmp_path, redis_server, console_write=True, discovery_register=False)
     async with AsyncTestClient(create_app(settings)) as console:
         console.headers.update(OPERATOR)
         console.app.state.redis.connection_pool.connection_kwargs["port"] = free_port()  # Redis is gone
